@@ -1,0 +1,168 @@
+"""ResNets for CIFAR, as in He, Zhang, Ren, Sun: "Deep Residual Learning for Image Recognition",
+CVPR 2016, section 4.2: a 3x3 stem, three stages of ``n`` basic blocks at 16/32/64 channels
+(feature maps 32/16/8), global average pooling and one FC layer, depth ``6n + 2``.
+
+Downsampling shortcuts are the paper's option A (subsample and zero-pad the new channels, no
+parameters), which is what its parameter counts (0.27M for ResNet-20, ...) assume; option B
+(1x1 conv + BN projection) is available as ``shortcut="B"``.
+
+Attention (SE and friends, by name) sits at the end of the residual branch, before the addition,
+as in the SE paper's SE-ResNet module.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._registry import register_backbone
+from .layers import create_attention
+
+
+class PadShortcut(nn.Module):
+    """Option A: stride-2 subsampling plus zero channels, parameter-free."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.extra = out_channels - in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        half = self.extra // 2
+        return F.pad(x, (0, 0, 0, 0, half, self.extra - half))
+
+
+def make_shortcut(in_channels: int, out_channels: int, stride: int, kind: str) -> nn.Module:
+    if stride == 1 and in_channels == out_channels:
+        return nn.Identity()
+    if kind == "A":
+        return PadShortcut(in_channels, out_channels, stride)
+    if kind == "B":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+    raise ValueError(f"unknown shortcut {kind!r}; choose 'A' (zero-pad) or 'B' (1x1 projection)")
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, attention, + shortcut, ReLU."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        shortcut: str = "A",
+        attention: str = "none",
+        attention_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.attention = create_attention(attention, out_channels, **(attention_kwargs or {}))
+        self.shortcut = make_shortcut(in_channels, out_channels, stride, shortcut)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.attention(self.bn2(self.conv2(out)))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """Generic CIFAR ResNet: ``depth = 6n + 2`` for basic blocks."""
+
+    def __init__(
+        self,
+        depth: int = 20,
+        num_classes: int = 10,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        shortcut: str = "A",
+        attention: str = "none",
+        reduction: int = 16,
+        attention_kwargs: dict | None = None,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(
+                f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (20, 32, ...), got {depth}"
+            )
+        blocks_per_stage = (depth - 2) // 6
+        block = BasicBlock
+        attn_kwargs = (
+            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
+        )
+
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        stages, channels = [], widths[0]
+        for index, planes in enumerate(widths):
+            layers = []
+            for i in range(blocks_per_stage):
+                stride = 2 if index > 0 and i == 0 else 1
+                layers.append(block(channels, planes, stride, shortcut, attention, attn_kwargs))
+                channels = planes * block.expansion
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        self.num_features = channels
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+def _cifar_resnet(depth: int, **kwargs) -> CifarResNet:
+    return CifarResNet(depth=depth, **kwargs)
+
+
+@register_backbone
+def resnet20(**kwargs) -> CifarResNet:
+    """ResNet-20 for CIFAR (0.27M parameters)."""
+    return _cifar_resnet(20, **kwargs)
+
+
+@register_backbone
+def resnet32(**kwargs) -> CifarResNet:
+    """ResNet-32 for CIFAR (0.46M parameters)."""
+    return _cifar_resnet(32, **kwargs)
+
+
+@register_backbone
+def resnet44(**kwargs) -> CifarResNet:
+    """ResNet-44 for CIFAR (0.66M parameters)."""
+    return _cifar_resnet(44, **kwargs)
+
+
+@register_backbone
+def resnet56(**kwargs) -> CifarResNet:
+    """ResNet-56 for CIFAR (0.85M parameters)."""
+    return _cifar_resnet(56, **kwargs)
+
+
+@register_backbone
+def resnet110(**kwargs) -> CifarResNet:
+    """ResNet-110 for CIFAR (1.7M parameters)."""
+    return _cifar_resnet(110, **kwargs)

@@ -1,0 +1,153 @@
+"""End to end through the CLI, in-process (the console script is checked once in a subprocess)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO
+from fakedata import write_imagefolder
+from selab import Classifier
+from selab.cli import CheckpointError, run
+
+CONFIG = str(REPO / "configs/cifar10/se_resnet20.yaml")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def fit_args(root, *extra):
+    return [
+        "fit", "--config", CONFIG,
+        "--data.dataset=imagefolder", f"--data.root={root}", "--data.image_size=32",
+        "--data.num_workers=0", "--data.batch_size=20",
+        "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+        "--trainer.log_every_n_steps=1",
+        *QUIET, *extra,
+    ]  # fmt: skip
+
+
+def scalar_tags(log_dir: Path) -> set[str]:
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def test_fit_test_and_load_from_checkpoint(in_tmp, imagefolder_root):
+    cli = run(fit_args(imagefolder_root))
+    log_dir = Path(cli.trainer.log_dir).resolve()
+    assert log_dir == in_tmp / "logs/cifar10/se_resnet20/version_0"
+    assert {
+        "train/loss",
+        "train/acc_top1",
+        "val/loss",
+        "val/acc_top1",
+        "val/acc_top5",
+    } <= scalar_tags(log_dir)
+    assert any(tag.startswith("lr-") for tag in scalar_tags(log_dir))  # LearningRateMonitor
+    last = log_dir / "checkpoints/last.ckpt"
+    assert last.is_file() and len(list(last.parent.glob("epoch*.ckpt"))) == 1
+
+    test_cli = run(
+        [
+            "test",
+            "--config",
+            CONFIG,
+            "--data.dataset=imagefolder",
+            f"--data.root={imagefolder_root}",
+            "--data.image_size=32",
+            "--data.num_workers=0",
+            f"--ckpt_path={last}",
+            *QUIET,
+        ]
+    )
+    metrics = test_cli.trainer.callback_metrics
+    assert {"test/acc_top1", "test/acc_top5", "test/loss", "test/acc_class/airplane"} <= set(
+        metrics
+    )
+    assert 0.0 <= float(metrics["test/acc_top1"]) <= float(metrics["test/acc_top5"]) <= 1.0
+    assert test_cli.model.confusion_matrix.sum() == 20  # every test image counted once
+
+    # No config at hand: the checkpoint rebuilds SE-ResNet-20 with the dataset's 10 classes.
+    model = Classifier.load_from_checkpoint(last).eval()
+    assert model.backbone.fc.out_features == 10
+    assert type(model.backbone.stages[0][0].attention).__name__ == "SqueezeExcite"
+    images = torch.randn(4, 3, 32, 32)
+    reference = cli.model.eval()
+    torch.testing.assert_close(model(images), reference(images))
+
+
+def test_short_training_really_learns(in_tmp, tmp_path):
+    root = tmp_path / "learnable"
+    write_imagefolder(root, n_train=400, n_test=100, size=16)
+    cli = run([
+        "fit", "--config", CONFIG, "--data.dataset=imagefolder", f"--data.root={root}",
+        "--data.image_size=16", "--data.num_workers=0", "--data.batch_size=50",
+        "--model.optimizer.lr=0.05", "--model.lr_scheduler=null",
+        "--trainer.max_epochs=6", "--trainer.log_every_n_steps=1", *QUIET,
+    ])  # fmt: skip
+    events = EventAccumulator(cli.trainer.log_dir)
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    val_acc = [e.value for e in events.Scalars("val/acc_top1")]
+    assert len(losses) == 48 and len(val_acc) == 6
+    assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:4]) / 4  # loss clearly down
+    assert val_acc[-1] > 0.6  # chance is 0.1
+
+
+def test_resume_last_continues_the_same_run(in_tmp, imagefolder_root):
+    first = run(fit_args(imagefolder_root))
+    log_dir = Path(first.trainer.log_dir)
+    config = (log_dir / "config.yaml").read_text()
+    resumed = run(fit_args(imagefolder_root, "--trainer.max_epochs=2", "--ckpt_path=last"))
+    assert Path(resumed.trainer.log_dir) == log_dir  # same version folder, curves continue
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 4
+    assert (log_dir / "config.yaml").read_text() == config  # the original config is kept
+    assert len(list(log_dir.glob("config.resumed-*.yaml"))) == 1
+    fresh = run(fit_args(imagefolder_root))
+    assert Path(fresh.trainer.log_dir).name == "version_1"  # a new run never overwrites
+
+
+def test_resume_last_with_no_previous_run_starts_fresh(in_tmp, imagefolder_root):
+    cli = run(fit_args(imagefolder_root, "--ckpt_path=last"))
+    assert cli.trainer.global_step == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
+def test_corrupt_checkpoint_gets_a_clear_error(in_tmp, imagefolder_root, content):
+    bad = in_tmp / "bad.ckpt"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError, match="bad.ckpt.*(corrupt|truncated)"):
+        run(fit_args(imagefolder_root, f"--ckpt_path={bad}"))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        run(fit_args(imagefolder_root, f"--ckpt_path={in_tmp / 'missing.ckpt'}"))
+
+
+def test_wrong_config_key_is_rejected_by_name(in_tmp, imagefolder_root, capsys):
+    with pytest.raises(SystemExit):
+        run(fit_args(imagefolder_root, "--model.backbone.init_args.attenton=se"))
+    assert "attenton" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown attention 'sse'; choose one of none, se"):
+        run(fit_args(imagefolder_root, "--model.backbone.init_args.attention=sse"))
+
+
+def test_every_shipped_config_parses_and_builds(in_tmp):
+    # Parse and instantiate without running: catches typos and broken class paths.
+    configs = sorted((REPO / "configs").rglob("*.yaml"))
+    assert len(configs) >= 3
+    for config in configs:
+        cli = run(["--config", str(config)], run=False)
+        assert isinstance(cli.model.backbone, torch.nn.Module), config
+        assert cli.model.num_classes == cli.datamodule.num_classes
+
+
+def test_console_scripts(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    for command in (
+        [str(bin_dir / "lightning"), "--help"],
+        [sys.executable, "-m", "selab", "fit", "--help"],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "fit" in result.stdout
