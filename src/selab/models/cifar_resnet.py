@@ -7,7 +7,8 @@ parameters), which is what its parameter counts (0.27M for ResNet-20, ...) assum
 (1x1 conv + BN projection) is available as ``shortcut="B"``.
 
 Attention (SE and friends, by name) sits at the end of the residual branch, before the addition,
-as in the SE paper's SE-ResNet module.
+as in the SE paper's SE-ResNet module; ``attention_position`` moves it (pre / post / identity) and
+``attention_stages`` limits it to some stages (the paper's integration and stage ablations).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from ._registry import register_backbone
 from .layers import create_attention
+from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
 
 
 class PadShortcut(nn.Module):
@@ -48,7 +50,7 @@ def make_shortcut(in_channels: int, out_channels: int, stride: int, kind: str) -
 
 
 class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, attention, + shortcut, ReLU."""
+    """conv3x3-BN-ReLU-conv3x3-BN (+ attention) + shortcut, ReLU."""
 
     expansion = 1
 
@@ -60,6 +62,7 @@ class BasicBlock(nn.Module):
         shortcut: str = "A",
         attention: str = "none",
         attention_kwargs: dict | None = None,
+        attention_position: str = "standard",
     ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
@@ -67,18 +70,26 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.attention = create_attention(attention, out_channels, **(attention_kwargs or {}))
+        self.attention_position = check_position(attention_position)
+        width = attention_channels(attention_position, in_channels, out_channels)
+        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
         self.shortcut = make_shortcut(in_channels, out_channels, stride, shortcut)
         self.relu = nn.ReLU(inplace=True)
 
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.attention(self.bn2(self.conv2(out)))
-        return self.relu(out + self.shortcut(x))
+        return residual_forward(
+            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
+        )
 
 
 class CifarResNet(nn.Module):
-    """Generic CIFAR ResNet: ``depth = 6n + 2`` for basic blocks."""
+    """Generic CIFAR ResNet: ``depth = 6n + 2`` for basic blocks.
+
+    ``attention_stages`` lists the 1-based stages that get attention (all when None).
+    """
 
     def __init__(
         self,
@@ -89,6 +100,8 @@ class CifarResNet(nn.Module):
         attention: str = "none",
         reduction: int = 16,
         attention_kwargs: dict | None = None,
+        attention_position: str = "standard",
+        attention_stages: list[int] | None = None,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -110,9 +123,20 @@ class CifarResNet(nn.Module):
         stages, channels = [], widths[0]
         for index, planes in enumerate(widths):
             layers = []
+            stage_attn = stage_attention(attention, index + 1, attention_stages)
             for i in range(blocks_per_stage):
                 stride = 2 if index > 0 and i == 0 else 1
-                layers.append(block(channels, planes, stride, shortcut, attention, attn_kwargs))
+                layers.append(
+                    block(
+                        channels,
+                        planes,
+                        stride,
+                        shortcut,
+                        stage_attn,
+                        attn_kwargs,
+                        attention_position,
+                    )  # fmt: skip
+                )
                 channels = planes * block.expansion
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
