@@ -56,7 +56,6 @@ def test_fit_test_and_load_from_checkpoint(in_tmp, imagefolder_root):
             CONFIG,
             "--data.dataset=imagefolder",
             f"--data.root={imagefolder_root}",
-            "--data.image_size=32",
             "--data.num_workers=0",
             f"--ckpt_path={last}",
             *QUIET,
@@ -83,7 +82,7 @@ def test_short_training_really_learns(in_tmp, tmp_path):
     write_imagefolder(root, n_train=400, n_test=100, size=16)
     cli = run([
         "fit", "--config", CONFIG, "--data.dataset=imagefolder", f"--data.root={root}",
-        "--data.image_size=16", "--data.num_workers=0", "--data.batch_size=50",
+        "--data.num_workers=0", "--data.batch_size=50",
         "--model.optimizer.lr=0.05", "--model.lr_scheduler=null",
         "--trainer.max_epochs=6", "--trainer.log_every_n_steps=1", *QUIET,
     ])  # fmt: skip

@@ -156,3 +156,12 @@ def test_bad_arguments_fail_at_construction():
         VisionDataModule("mnist")
     with pytest.raises(ValueError, match="augment"):
         VisionDataModule(augment="autoaugment")
+
+
+def test_imagefolder_augments_at_the_images_own_size(imagefolder_root):
+    dm = VisionDataModule("imagefolder", root=str(imagefolder_root), num_workers=0)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    views = torch.stack([dm.train_set[0][0] for _ in range(32)])
+    assert views.shape == (32, 3, 32, 32)
+    assert len({v.numpy().tobytes() for v in views}) > 10  # random crops/flips, 4 px padding

@@ -180,17 +180,15 @@ class VisionDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     # -- transforms -------------------------------------------------------------------------
-    def transform(self, train: bool) -> v2.Compose:
+    def transform(self, train: bool, native_size: tuple[int, int] | None = None) -> v2.Compose:
+        """``native_size`` (H, W) is the images' own size, used when ``image_size`` is unset."""
         steps: list = [v2.ToImage()]
         if self.image_size:
             steps.append(v2.Resize((self.image_size, self.image_size), antialias=True))
         if train and self.augment == "standard":
-            size = self.image_size or self.info.image_size
-            if not size:
-                raise ValueError(
-                    "set data.image_size to use standard augmentation on imagefolder data"
-                )
-            steps += [v2.RandomCrop(size, padding=size // 8), v2.RandomHorizontalFlip()]
+            size = (self.image_size,) * 2 if self.image_size else native_size
+            size = size or (self.info.image_size,) * 2
+            steps += [v2.RandomCrop(size, padding=min(size) // 8), v2.RandomHorizontalFlip()]
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
         return v2.Compose(steps)
 
@@ -243,7 +241,12 @@ class VisionDataModule(L.LightningDataModule):
         if getattr(self, "train_set", None) is not None:
             return
         train, test = self._load("train"), self._load("test")
-        train_tf, eval_tf = self.transform(train=True), self.transform(train=False)
+        native_size = None
+        if self.dataset == "imagefolder" and not self.image_size:
+            width, height = train[0][0].size  # crop at the images' own size (PIL: W, H)
+            native_size = (height, width)
+        train_tf = self.transform(train=True, native_size=native_size)
+        eval_tf = self.transform(train=False)
         if self.val_size:
             targets = train.labels if self.dataset == "stl10" else train.targets
             train_idx, val_idx = stratified_split(targets, self.val_size, self.seed)
