@@ -20,7 +20,7 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 def fit_args(root, *extra):
     return [
         "fit", "--config", CONFIG,
-        "--data.dataset=imagefolder", f"--data.root={root}", "--data.image_size=32",
+        "--data.dataset=imagefolder", f"--data.root={root}",
         "--data.num_workers=0", "--data.batch_size=20",
         "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
         "--trainer.log_every_n_steps=1",
