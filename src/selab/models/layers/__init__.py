@@ -1,11 +1,40 @@
 """Channel-attention layers; importing a variant's module registers it."""
 
-from .create_attn import create_attention, get_attention, list_attention, register_attention
-from .squeeze_excite import SqueezeExcite, hidden_channels
+from .ca_conv import ConvChannelAttention
+from .cbam import Cbam, CbamChannelAttention, CbamSpatialAttention
+from .create_attn import (
+    attention_options,
+    create_attention,
+    get_attention,
+    list_attention,
+    register_attention,
+)
+from .eca import EfficientChannelAttention, eca_kernel_size
+from .se_pooling import (
+    SqueezeExciteAvgMaxAdd,
+    SqueezeExciteAvgMaxMul,
+    SqueezeExciteDualAdd,
+    SqueezeExciteDualMul,
+    SqueezeExciteMax,
+)
+from .squeeze_excite import GATES, SqueezeExcite, hidden_channels
 
 __all__ = [
+    "GATES",
+    "Cbam",
+    "CbamChannelAttention",
+    "CbamSpatialAttention",
+    "ConvChannelAttention",
+    "EfficientChannelAttention",
     "SqueezeExcite",
+    "SqueezeExciteAvgMaxAdd",
+    "SqueezeExciteAvgMaxMul",
+    "SqueezeExciteDualAdd",
+    "SqueezeExciteDualMul",
+    "SqueezeExciteMax",
+    "attention_options",
     "create_attention",
+    "eca_kernel_size",
     "get_attention",
     "hidden_channels",
     "list_attention",

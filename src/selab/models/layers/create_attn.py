@@ -6,6 +6,7 @@ registers itself under a name, so adding one is a new file plus one import in ``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -42,13 +43,35 @@ def get_attention(name: str) -> Callable[..., nn.Module] | None:
         ) from None
 
 
+def attention_options(cls: Callable[..., nn.Module]) -> set[str] | None:
+    """Keyword options ``cls(channels, ...)`` accepts (``None``: any, it takes ``**kwargs``)."""
+    params = list(inspect.signature(cls).parameters.values())[1:]  # the first is channels
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
 def create_attention(name: str | None, channels: int, **kwargs) -> nn.Module:
     """Build the attention module ``name`` for a ``channels``-wide feature map.
 
-    ``None`` and ``"none"`` give ``nn.Identity`` so a backbone runs with and without attention from
-    the same config.
+    ``None`` and ``"none"`` give ``nn.Identity`` (options ignored) so a backbone runs with and
+    without attention from the same config.
+
+    Backbones always pass their ``reduction``; variants without a bottleneck (``eca``,
+    ``ca_conv``) take none, so it is dropped for them and one config can switch between all
+    variants. Any other option the variant does not take is an error, never silently ignored.
     """
     cls = get_attention(name or "none")
     if cls is None:
         return nn.Identity()
+    options = attention_options(cls)
+    if options is not None:
+        if "reduction" not in options:
+            kwargs.pop("reduction", None)
+        unknown = sorted(set(kwargs) - options)
+        if unknown:
+            raise ValueError(
+                f"attention {name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"it takes {', '.join(sorted(options)) or 'none'}"
+            )
     return cls(channels, **kwargs)

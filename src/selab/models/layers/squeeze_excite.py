@@ -5,6 +5,10 @@ Squeeze: global average pooling to one descriptor per channel. Excitation: a bot
 fully connected layers (C -> C/r -> C) with ReLU between and a sigmoid gate that rescales the
 input channel by channel. The FC layers are 1x1 convolutions (as in timm and torchvision), which is
 the same arithmetic on a (N, C, 1, 1) descriptor and keeps ``channels_last`` inputs in that layout.
+
+The other pooled-descriptor variants (``se_max``, ``se_avgmax_*``, ``se_dual_*``, ``cbam_channel``,
+``ca_conv``) subclass :class:`SqueezeExcite` and only change how descriptors reach the bottleneck,
+so the MLP, the hidden-width rule and the gate options are this file's alone.
 """
 
 from __future__ import annotations
@@ -15,6 +19,16 @@ from torch import nn
 from .create_attn import register_attention
 
 GATES = {"sigmoid": nn.Sigmoid, "hard_sigmoid": nn.Hardsigmoid, "tanh": nn.Tanh}
+
+
+def avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling to (N, C, 1, 1): SE's squeeze."""
+    return x.mean((2, 3), keepdim=True)
+
+
+def max_pool(x: torch.Tensor) -> torch.Tensor:
+    """Global max pooling to (N, C, 1, 1)."""
+    return x.amax((2, 3), keepdim=True)
 
 
 def hidden_channels(channels: int, reduction: int, min_hidden: int = 8) -> int:
@@ -57,10 +71,13 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, bias=bias)
         self.gate = create_gate(gate)
 
+    def bottleneck(self, descriptor: torch.Tensor) -> torch.Tensor:
+        """FC C->h, ReLU, FC h->C on a (N, C, 1, 1) descriptor, before the gate."""
+        return self.fc2(self.act(self.fc1(descriptor)))
+
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         """The per-channel gate, shape (N, C, 1, 1); analysis code hooks this."""
-        squeezed = x.mean((2, 3), keepdim=True)
-        return self.gate(self.fc2(self.act(self.fc1(squeezed))))
+        return self.gate(self.bottleneck(avg_pool(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.excitation(x)
