@@ -2,7 +2,9 @@
 
 For every registered variant: parameters added to the backbone without attention, and the median
 forward+backward time of one batch relative to ``se``. Variants are timed round-robin (one step of
-each per repeat) so a change in machine load hits them all alike.
+each per repeat) so a change in machine load hits them all alike. On CPU the process's CPU time is
+reported too: it does not count time the threads spent descheduled, so it is the steadier figure on
+a shared machine.
 
     PYTHONPATH=src python benchmarks/attention_overhead.py            # ResNet-20, batch 128, CPU
     PYTHONPATH=src python benchmarks/attention_overhead.py --device cuda --repeats 20
@@ -26,15 +28,16 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def train_step_seconds(model, images, labels) -> float:
+def train_step_seconds(model, images, labels) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one forward+backward step."""
     model.zero_grad(set_to_none=True)
     if images.is_cuda:
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     F.cross_entropy(model(images), labels).backward()
     if images.is_cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -68,19 +71,23 @@ def main() -> None:
         for name, model in nets.items():
             times[name].append(train_step_seconds(model, images, labels))
 
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    wall = {name: statistics.median(t[0] for t in ts) for name, ts in times.items()}
+    cpu = {name: statistics.median(t[1] for t in ts) for name, ts in times.items()}
     print(
         f"{args.backbone}, batch {args.batch} x 3 x {args.size} x {args.size}, {device}"
         f"{f', {args.threads} threads' if device.type == 'cpu' else ''}, "
         f"median of {args.repeats} forward+backward steps"
     )
-    print("| attention | params added | % of backbone | fwd+bwd ms | time vs se |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| attention | params added | % of backbone | wall ms | wall vs se | CPU ms | CPU vs se |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, model in nets.items():
         added = n_params(model) - baseline
         print(
-            f"| {name} | {added:,} | {100 * added / baseline:.2f} | {1e3 * medians[name]:.1f} | "
-            f"{medians[name] / medians['se']:.2f} |"
+            f"| {name} | {added:,} | {100 * added / baseline:.2f} "
+            f"| {1e3 * wall[name]:.0f} | {wall[name] / wall['se']:.2f} "
+            f"| {1e3 * cpu[name]:.0f} | {cpu[name] / cpu['se']:.2f} |"
         )
 
 
