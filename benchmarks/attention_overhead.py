@@ -9,7 +9,8 @@ a shared machine.
     PYTHONPATH=src python benchmarks/attention_overhead.py            # ResNet-20, batch 128, CPU
     PYTHONPATH=src python benchmarks/attention_overhead.py --device cuda --repeats 20
 
-Not a test: timings depend on the machine and its load.
+Not a test: timings depend on the machine and its load. On a busy machine use ``--threads 1``:
+with more threads than free cores, OpenMP threads wait on each other and the times mean little.
 """
 
 from __future__ import annotations
