@@ -2,6 +2,7 @@
 
 from ._registry import build_backbone, list_backbones, register_backbone
 from .cifar_resnet import CifarResNet, resnet20, resnet32, resnet44, resnet56, resnet110
+from .inject import inject_attention, torchvision_backbone
 from .layers import (
     SqueezeExcite,
     create_attention,
@@ -9,20 +10,62 @@ from .layers import (
     list_attention,
     register_attention,
 )
+from .mobilenet import MobileNetV1, mobilenetv1
+from .preact_resnet import PreActResNet, resnet164
+from .resnet import ResNet, resnet18, resnet34, resnet50
+from .resnext import (
+    CifarResNeXt,
+    resnext29_2x64d,
+    resnext29_4x64d,
+    resnext29_8x64d,
+    resnext29_16x64d,
+)
+from .shake_shake import (
+    ShakeShakeNet,
+    shake_shake26_2x32d,
+    shake_shake26_2x64d,
+    shake_shake26_2x96d,
+)
+from .vgg_small import VGGSmall, vgg_small
+from .wrn import WideResNet, wrn16_8, wrn28_10
 
 __all__ = [
+    "CifarResNeXt",
     "CifarResNet",
+    "MobileNetV1",
+    "PreActResNet",
+    "ResNet",
+    "ShakeShakeNet",
     "SqueezeExcite",
+    "VGGSmall",
+    "WideResNet",
     "build_backbone",
     "create_attention",
     "get_attention",
+    "inject_attention",
     "list_attention",
     "list_backbones",
+    "mobilenetv1",
     "register_attention",
     "register_backbone",
+    "resnet18",
     "resnet20",
     "resnet32",
+    "resnet34",
     "resnet44",
+    "resnet50",
     "resnet56",
     "resnet110",
+    "resnet164",
+    "resnext29_2x64d",
+    "resnext29_4x64d",
+    "resnext29_8x64d",
+    "resnext29_16x64d",
+    "shake_shake26_2x32d",
+    "shake_shake26_2x64d",
+    "shake_shake26_2x96d",
+    "torchvision_backbone",
+    "vgg_small",
+    "wrn16_8",
+    "wrn28_10",
 ]
