@@ -1,0 +1,222 @@
+"""Pre-activation ResNets for CIFAR: He, Zhang, Ren, Sun, "Identity Mappings in Deep Residual
+Networks", ECCV 2016 (arXiv:1603.05027), the ResNet-164 of the SE paper's CIFAR table.
+
+Each residual unit is BN-ReLU-conv ... with nothing after the addition. ResNet-164 stacks
+``n = (164 - 2) / 9 = 18`` bottleneck units (1x1, 3x3, 1x1 convs at 16/32/64 planes, expanded x4
+to 64/128/256 channels) in three stages at 32/16/8 px after a 3x3 conv stem, then BN-ReLU, global
+average pooling and one FC layer: 1.70M parameters (the paper's 1.7M).
+
+Where the channel count or resolution changes, the shortcut is a 1x1 conv projection. As in the
+authors' code and Zagoruyko & Komodakis' WRNs, that unit's BN-ReLU is shared: the projection and
+the residual branch both start from ``relu(bn1(x))``. The stride sits in the 3x3 conv.
+
+Attention sits at the end of the residual branch (after its last conv), before the addition;
+``attention_position`` / ``attention_stages`` follow :mod:`selab.models.layers.placement` (``pre``
+is the start of the branch: after the shared pre-activation in projecting units, before BN in the
+others).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ._registry import register_backbone
+from .layers import create_attention
+from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
+
+
+class PreActBlock(nn.Module):
+    """Common forward of pre-activation units: ``convs`` is the branch after ``relu(bn1(.))``."""
+
+    bn1: nn.BatchNorm2d
+    projection: nn.Module | None
+
+    def _init_attention(
+        self,
+        in_channels: int,
+        out_channels: int,
+        attention: str,
+        attention_kwargs: dict | None,
+        attention_position: str,
+    ) -> None:
+        self.attention_position = check_position(attention_position)
+        width = attention_channels(attention_position, in_channels, out_channels)
+        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
+
+    def convs(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn1(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:  # shared pre-activation feeds both paths
+            return residual_forward(
+                self.preact(x), self.convs, self.projection, self.attention, self.attention_position
+            )
+        return residual_forward(
+            x,
+            lambda t: self.convs(self.preact(t)),
+            _identity,
+            self.attention,
+            self.attention_position,
+        )
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class PreActBasicBlock(PreActBlock):
+    """BN-ReLU-conv3x3-BN-ReLU-(dropout)-conv3x3; the WRN unit (``dropout`` between the convs)."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        attention: str = "none",
+        attention_kwargs: dict | None = None,
+        attention_position: str = "standard",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = nn.Conv2d(planes, out_channels, 3, padding=1, bias=False)
+        self.projection = _projection(in_channels, out_channels, stride)
+        self._init_attention(
+            in_channels, out_channels, attention, attention_kwargs, attention_position
+        )
+
+    def convs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.dropout(torch.relu(self.bn2(self.conv1(x)))))
+
+
+class PreActBottleneck(PreActBlock):
+    """BN-ReLU-conv1x1, BN-ReLU-conv3x3 (strided), BN-ReLU-conv1x1 to ``4 * planes``."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        attention: str = "none",
+        attention_kwargs: dict | None = None,
+        attention_position: str = "standard",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.projection = _projection(in_channels, out_channels, stride)
+        self._init_attention(
+            in_channels, out_channels, attention, attention_kwargs, attention_position
+        )
+
+    def convs(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return self.conv3(self.dropout(torch.relu(self.bn3(out))))
+
+
+class PreActResNet(nn.Module):
+    """Three stages of pre-activation units after a 3x3 conv stem, then BN-ReLU-pool-FC.
+
+    ``widths`` are the planes of the three stages (the units' outputs are ``expansion`` times
+    wider); ``blocks_per_stage`` the units in each. Used by :func:`resnet164` and by the WRNs.
+    """
+
+    def __init__(
+        self,
+        block: Literal["basic", "bottleneck"] = "bottleneck",
+        blocks_per_stage: int = 18,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        num_classes: int = 10,
+        stem_width: int = 16,
+        dropout: float = 0.0,
+        attention: str = "none",
+        reduction: int = 16,
+        attention_kwargs: dict | None = None,
+        attention_position: str = "standard",
+        attention_stages: list[int] | None = None,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        blocks = {"basic": PreActBasicBlock, "bottleneck": PreActBottleneck}
+        if block not in blocks:
+            raise ValueError(f"unknown block {block!r}; choose one of {', '.join(blocks)}")
+        if blocks_per_stage < 1:
+            raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+        block_cls = blocks[block]
+        attn_kwargs = (
+            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
+        )
+        self.stem = nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False)
+        stages, channels = [], stem_width
+        for index, planes in enumerate(widths):
+            stage_attn = stage_attention(attention, index + 1, attention_stages)
+            units = []
+            for i in range(blocks_per_stage):
+                stride = 2 if index > 0 and i == 0 else 1
+                units.append(
+                    block_cls(
+                        channels,
+                        planes,
+                        stride,
+                        stage_attn,
+                        attn_kwargs,
+                        attention_position,
+                        dropout,
+                    )  # fmt: skip
+                )
+                channels = planes * block_cls.expansion
+            stages.append(nn.Sequential(*units))
+        self.stages = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        self.num_features = channels
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.stages(self.stem(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
+
+
+@register_backbone
+def resnet164(**kwargs) -> PreActResNet:
+    """Pre-activation ResNet-164 for CIFAR (18 bottleneck units per stage; 1.7M parameters)."""
+    return PreActResNet(block="bottleneck", blocks_per_stage=18, widths=(16, 32, 64), **kwargs)
