@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -17,6 +18,8 @@ from fakedata import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; not ours to fix.
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+# The tests run tiny batches: one intra-op thread is faster than two fighting over 2 shared cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
