@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._init import he_init_
 from ._registry import register_backbone
 from .layers import create_attention
 from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
@@ -144,12 +145,7 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ._init import he_init_
 from ._registry import register_backbone
 from .layers import create_attention
 from .layers.placement import stage_attention
@@ -118,12 +119,7 @@ class MobileNetV1(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x))

@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ._init import he_init_
 from ._registry import register_backbone
 from .layers import create_attention
 from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
@@ -184,12 +185,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
         if zero_init_residual:  # torchvision's option: each block starts as the identity
             for m in self.modules():
                 if isinstance(m, Bottleneck):

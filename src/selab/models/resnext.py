@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._init import he_init_
 from ._registry import register_backbone
 from .layers import create_attention
 from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
@@ -127,14 +128,7 @@ class CifarResNeXt(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        he_init_(self, zero_linear_bias=True)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
