@@ -746,6 +746,8 @@ def module_table(model: nn.Module, example: torch.Tensor) -> Table:
 # -- runs under logs/ --------------------------------------------------------------------------
 
 HPARAMS_TAG = "_hparams_/session_start_info"
+# The hyper-parameters selab's Dashboard logs to the HParams tab, in display order.
+HPARAMS = ("backbone", "attention", "reduction", "optimizer", "lr", "batch_size", "epochs", "dataset", "params", "macs")  # fmt: skip
 
 
 @dataclass
@@ -793,7 +795,12 @@ def find_runs(root: str | Path = "logs", pattern: str = "**") -> list[Path]:
     folders = {p.parent for p in root.glob(f"{pattern}/events.out.tfevents.*")}
     if pattern != "**":
         folders |= {p.parent for p in root.glob(f"{pattern}/**/events.out.tfevents.*")}
-    return sorted(folders)
+    return sorted(folders, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list:
+    """``version_10`` after ``version_9``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 def _hparam_value(value) -> Any:
@@ -823,7 +830,9 @@ def read_run(path: str | Path, root: str | Path | None = None) -> Run:
         raw = None
     if raw:
         info = plugin_data_pb2.HParamsPluginData.FromString(raw).session_start_info
-        run.hparams = {key: _hparam_value(value) for key, value in sorted(info.hparams.items())}
+        order = {key: i for i, key in enumerate(HPARAMS)}
+        keys = sorted(info.hparams, key=lambda k: (order.get(k, len(order)), k))
+        run.hparams = {key: _hparam_value(info.hparams[key]) for key in keys}
     return run
 
 
@@ -1022,9 +1031,6 @@ def plot_learning_curves(
                 )
         ax.set_title(tag)
         ax.set_xlabel("step")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(
-            handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=7
-        )
+    if any(ax.get_legend_handles_labels()[0] for ax in axes):
+        axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
