@@ -1,7 +1,6 @@
 """The notebooks: committed without outputs, and run end to end on a tiny real run."""
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
