@@ -133,13 +133,14 @@ def test_model_summary_text_and_graph(events):
     assert any("conv" in node.op.lower() or "conv" in node.name.lower() for node in graph.node)
 
 
-def test_dashboard_parts_switch_off(in_tmp, imagefolder_root):
+def test_dashboard_parts_switch_off_from_yaml_and_flags(in_tmp, imagefolder_root):
+    switches = in_tmp / "quiet_dashboard.yaml"
+    switches.write_text("excitation:\n  enabled: false\ndashboard:\n  log_graph: false\n")
     cli = run([
-        "fit", "--config", SE_CONFIG, "--data.dataset=imagefolder", f"--data.root={imagefolder_root}",
-        "--data.num_workers=0", "--data.batch_size=20", "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-        "--excitation.enabled=false", "--dashboard.log_graph=false", "--dashboard.hparams=false",
-        "--dashboard.throughput=false", *QUIET,
+        "fit", "--config", SE_CONFIG, "--config", str(switches), "--data.dataset=imagefolder",
+        f"--data.root={imagefolder_root}", "--data.num_workers=0", "--data.batch_size=20",
+        "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+        "--dashboard.hparams=false", "--dashboard.throughput=false", *QUIET,
     ])  # fmt: skip
     accumulator = EventAccumulator(cli.trainer.log_dir)
     accumulator.Reload()

@@ -354,12 +354,32 @@ class GateStats:
         self.class_blocks = set(class_blocks) if class_blocks is not None else None
         self.bins = bins
         self.value_range = value_range
-        self.targets: torch.Tensor | None = None
+        self._targets: torch.Tensor | None = None
+        self._batch_counts: torch.Tensor | None = None
         self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, float] = {}  # images per block, kept on the host
         self.class_sums: dict[str, torch.Tensor] = {}
         self.class_counts: dict[str, torch.Tensor] = {}
         self.histograms: dict[str, torch.Tensor] = {}
+
+    @property
+    def targets(self) -> torch.Tensor | None:
+        """The labels of the batch going through the model (None: no per-class statistics)."""
+        return self._targets
+
+    @targets.setter
+    def targets(self, targets: torch.Tensor | None) -> None:
+        self._targets, self._batch_counts = targets, None
+
+    def _class_counts(self, device: torch.device) -> torch.Tensor:
+        """Images per class in this batch, computed once for all blocks (no device sync)."""
+        if self._batch_counts is None or self._batch_counts.device != device:
+            targets = self._targets.to(device)
+            counts = torch.zeros(self.num_classes, device=device)
+            self._batch_counts = counts.index_add_(
+                0, targets, torch.ones(len(targets), device=device)
+            )
+        return self._batch_counts
 
     def wants_classes(self, name: str) -> bool:
         return self.class_blocks is None or name in self.class_blocks
@@ -367,22 +387,19 @@ class GateStats:
     def update(self, block: AttentionBlock, gate: torch.Tensor) -> None:
         """Add a (N, C) gate; ``self.targets`` (N,) labels it by class when set."""
         name, device = block.name, gate.device
-        if name not in self.sums:
-            self.sums[name] = torch.zeros(gate.shape[1], dtype=torch.float64, device=device)
-            self.counts[name] = torch.zeros((), dtype=torch.float64, device=device)
+        gate = gate.float()
+        if name not in self.sums:  # float32 sums: exact enough for means of values in [0, 1]
+            self.sums[name] = torch.zeros(gate.shape[1], device=device)
+            self.counts[name] = 0.0
         self.sums[name] += gate.sum(0)
         self.counts[name] += gate.shape[0]
-        targets = self.targets
+        targets = self._targets
         if targets is not None and len(targets) == len(gate) and self.wants_classes(name):
             if name not in self.class_sums:
-                shape = (self.num_classes, gate.shape[1])
-                self.class_sums[name] = torch.zeros(shape, dtype=torch.float64, device=device)
-                self.class_counts[name] = torch.zeros(
-                    self.num_classes, dtype=torch.float64, device=device
-                )
-            targets = targets.to(device)
-            self.class_sums[name].index_add_(0, targets, gate.double())
-            self.class_counts[name] += torch.bincount(targets, minlength=self.num_classes)
+                self.class_sums[name] = torch.zeros(self.num_classes, gate.shape[1], device=device)
+                self.class_counts[name] = torch.zeros(self.num_classes, device=device)
+            self.class_sums[name].index_add_(0, targets.to(device), gate)
+            self.class_counts[name] += self._class_counts(device)
         if self.bins:
             low, high = self.value_range
             values = gate.clamp(low, high)
@@ -391,7 +408,11 @@ class GateStats:
 
     def reduce(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Combine the sums of all processes, e.g. with ``trainer.strategy.reduce(x, "sum")``."""
-        for store in (self.sums, self.counts, self.class_sums, self.class_counts, self.histograms):
+        for name in sorted(self.counts):
+            device = self.sums[name].device
+            count = torch.tensor(self.counts[name], device=device)
+            self.counts[name] = float(fn(count))
+        for store in (self.sums, self.class_sums, self.class_counts, self.histograms):
             for name in sorted(store):
                 store[name] = fn(store[name])
 
@@ -405,7 +426,7 @@ class GateStats:
     def mean(self, name: str) -> torch.Tensor:
         """(C,) mean gate per channel of block ``name`` over every image seen."""
         name = self.block(name).name
-        return (self.sums[name] / self.counts[name].clamp(min=1)).float().cpu()
+        return (self.sums[name] / max(self.counts[name], 1.0)).float().cpu()
 
     def class_mean(self, name: str) -> torch.Tensor:
         """(K, C) mean gate per channel for each class (NaN rows for classes never seen)."""
