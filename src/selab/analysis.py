@@ -714,10 +714,12 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
     return _flop_counter(model, example).get_total_flops() // 2
 
 
-def complexity(model: nn.Module, example: torch.Tensor) -> Table:
-    """Parameters and MACs per image with and without the attention blocks."""
+def complexity(model: nn.Module, example: torch.Tensor, macs: int | None = None) -> Table:
+    """Parameters and MACs per image with and without the attention blocks (``macs``: the
+    model's count if already known, to save a pass)."""
     example = example[:1]
-    params, macs = count_params(model), count_macs(model, example)
+    params = count_params(model)
+    macs = count_macs(model, example) if macs is None else macs
     attention_params = sum(count_params(m) for _, m in find_attention(model))
     with without_attention(model):
         base_macs = count_macs(model, example)
@@ -744,7 +746,7 @@ def module_table(model: nn.Module, example: torch.Tensor) -> Table:
     root = type(model).__name__
 
     def macs(path: str) -> int:
-        return sum(counts.get(f"{root}.{path}" if path else root, {}).values()) // 2
+        return sum(counts.get(f"{root}.{path}", {}).values()) // 2
 
     rows = [
         {"module": name, "type": type(child).__name__, "params": count_params(child), "MACs": macs(name)}
@@ -760,7 +762,8 @@ def module_table(model: nn.Module, example: torch.Tensor) -> Table:
                 "MACs": sum(macs(name) for name, _ in attention),
             }
         )
-    rows.append({"module": "total", "type": root, "params": count_params(model), "MACs": macs("")})
+    total = counter.get_total_flops() // 2
+    rows.append({"module": "total", "type": root, "params": count_params(model), "MACs": total})
     return Table(rows)
 
 

@@ -164,14 +164,20 @@ class Dashboard(Callback):
         example = images[:1]
         backbone = getattr(pl_module, "backbone", pl_module)
         writer = logger.experiment
+        # Two counting passes in all: per part (whose total is the model's MACs), then without
+        # attention for the comparison.
+        if not (self.hparams or self.summary or self.log_graph):
+            return
+        parts = analysis.module_table(backbone, example)
+        macs = parts[-1]["MACs"]
         if self.hparams:
             params = analysis.count_params(backbone)
-            macs = analysis.count_macs(backbone, example)
             values = run_hyperparameters(trainer, pl_module, params, macs, len(images))
             self._write_hparams(logger, values)
         if self.summary:
+            cost = analysis.complexity(backbone, example, macs)
             writer.add_text(
-                "model/summary", self._summary_text(backbone, example), trainer.global_step
+                "model/summary", self._summary_text(example, parts, cost), trainer.global_step
             )
         if self.log_graph:
             self._add_graph(writer, backbone, example)
@@ -187,13 +193,12 @@ class Dashboard(Callback):
             file_writer.add_summary(summary)
 
     @staticmethod
-    def _summary_text(backbone: nn.Module, example: torch.Tensor) -> str:
+    def _summary_text(example: torch.Tensor, parts: analysis.Table, cost: analysis.Table) -> str:
         shape = "x".join(str(s) for s in example.shape[1:])
         return (
             f"Parameters and MACs per {shape} image, counted with torch.utils.flop_counter "
             "(MACs = FLOPs / 2; convolutions and matrix products, not element-wise work).\n\n"
-            f"{analysis.module_table(backbone, example)}\n\n"
-            f"{analysis.complexity(backbone, example)}\n"
+            f"{parts}\n\n{cost}\n"
         )
 
     @staticmethod

@@ -113,7 +113,7 @@ class SelabCLI(LightningCLI):
             self._resolve_last(config)
         elif ckpt_path not in (None, "best", "hpc", "registry"):
             check_checkpoint(ckpt_path)
-            if subcommand != "fit":
+            if subcommand in ("test", "predict"):
                 self._log_into_checkpoint_run(config, subcommand, Path(ckpt_path))
 
     def _resolve_last(self, config) -> None:
@@ -144,9 +144,10 @@ class SelabCLI(LightningCLI):
             self.save_config_kwargs["config_filename"] = f"config.resumed-{stamp}.yaml"
 
     def _log_into_checkpoint_run(self, config, subcommand: str, ckpt: Path) -> None:
-        """test/validate/predict a checkpoint of ``<save_dir>/<name>/version_N`` into that run.
+        """Test or predict a checkpoint of ``<save_dir>/<name>/version_N`` in that run's folder.
 
         So a run's folder holds its test metrics (and HParams row) beside its training curves.
+        ``validate`` is left to a new folder: its ``val/*`` points would land in the run's curves.
         """
         init_args = getattr(config.trainer.get("logger"), "init_args", None)
         if init_args is None or init_args.get("version") is not None:
