@@ -321,3 +321,16 @@ def test_checkpoint_helpers_on_a_real_run(tiny_run):
     assert len(ev.gates.names) == 9 and ev.gates.histogram(ev.gates.names[0]).sum() == 20 * 16
     with pytest.raises(FileNotFoundError):
         analysis.resolve_checkpoint(tiny_run.base / "missing")
+
+
+def test_a_model_without_attention_is_analysed_too():
+    model = models.resnet20(num_classes=10).eval()
+    loader = DataLoader(TensorDataset(torch.randn(4, 3, 16, 16), torch.arange(4)), batch_size=4)
+    ev = analysis.evaluate(model, loader, device="cpu", gates=True)
+    assert ev.gates.names == [] and len(ev.gates.stage_summary()) == 0
+    assert analysis.plot_gate_distributions(ev.gates) is None
+    assert analysis.plot_class_gates(ev.gates) is None
+    with pytest.raises(ValueError, match="no attention blocks"):
+        analysis.stage_ablation(model, loader, device="cpu")
+    table = analysis.complexity(model, torch.randn(1, 3, 32, 32))
+    assert table[0]["MACs"] == table[1]["MACs"] == 40_551_040 and table[2]["params"] == "0.00%"
