@@ -2,9 +2,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 CONFIG ?= configs/cifar10/se_resnet20.yaml
 
-.PHONY: install train test lint tensorboard clean
+.PHONY: install train test lint tensorboard notebook report clean
 
 install: $(STAMP)
 
@@ -27,6 +28,20 @@ lint: install
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir logs
+
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[dev,notebook]"
+	touch $(NOTEBOOK_STAMP)
+
+# Jupyter on the repository (open notebooks/); paths in the notebooks are relative to the root.
+notebook: $(NOTEBOOK_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=.
+
+# make report RUN=logs/<experiment>/version_N (or a .ckpt): notebooks/analyze_checkpoint.ipynb
+# executed for that run and rendered to <run>/report.html.
+report: install
+	@test -n "$(RUN)" || { echo "usage: make report RUN=logs/<experiment>/version_N (or a .ckpt file)"; exit 2; }
+	$(BIN)/python -m selab.report $(RUN)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -64,3 +64,60 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lightning"])
     return tmp_path
+
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+SE_CONFIG = str(REPO / "configs/cifar10/se_resnet20.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny SE-ResNet-20 run for the whole session, trained and tested through the CLI.
+
+    2 epochs of 2 batches on 40 imagefolder images, then ``lightning test`` on its last.ckpt, which
+    logs into the same run folder. Tests may read it; only test_predict adds files to it.
+    """
+    from types import SimpleNamespace
+
+    from selab.cli import run
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    images = base / "images"
+    write_imagefolder(images)
+    logs = base / "logs"
+    common = [
+        "--config", SE_CONFIG, "--data.dataset=imagefolder", f"--data.root={images}",
+        "--data.num_workers=0", "--data.batch_size=20", f"--trainer.logger.init_args.save_dir={logs}",
+        *QUIET,
+    ]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["lightning"])
+        fit = run(
+            [
+                "fit",
+                *common,
+                "--trainer.max_epochs=2",
+                "--trainer.limit_train_batches=2",
+                "--trainer.log_every_n_steps=1",
+                "--excitation.figure_every_n_epochs=1",
+            ]  # fmt: skip
+        )
+        log_dir = Path(fit.trainer.log_dir)
+        ckpt = log_dir / "checkpoints" / "last.ckpt"
+        test = run(["test", *common, f"--ckpt_path={ckpt}"])
+    return SimpleNamespace(
+        base=base, images=images, logs=logs, log_dir=log_dir, ckpt=ckpt, fit=fit, test=test,
+        common=common,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def kernel_env(monkeypatch):
+    """Notebook kernels import the selab under test (they inherit this environment)."""
+    import selab
+
+    src = str(Path(selab.__file__).resolve().parents[1])
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.setenv("JSONARGPARSE_DEPRECATION_WARNINGS", "off")

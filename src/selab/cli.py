@@ -12,13 +12,15 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from .callbacks import Dashboard, ExcitationMonitor
 from .classifier import Classifier
 from .data import VisionDataModule
+from .predict import PredictionWriter
 
 TRAINER_DEFAULTS = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "logs", "name": "default"},
+        "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
     },
 }
 
@@ -80,6 +82,10 @@ class SelabCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        # TensorBoard dashboards and ``lightning predict`` to CSV, on in every run (issue 6).
+        parser.add_lightning_class_args(Dashboard, "dashboard")
+        parser.add_lightning_class_args(ExcitationMonitor, "excitation")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     def before_instantiate_classes(self) -> None:
         """Give the backbone the dataset's number of classes, like the links above.
@@ -88,6 +94,10 @@ class SelabCLI(LightningCLI):
         ``selab.models.resnet20`` or ``torchvision.models.resnet50``, so this sets it directly.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # The Dashboard logs real hp/* metrics; Lightning's placeholder hp_metric = -1 goes.
+        for logger in _logger_configs(config.trainer.get("logger")):
+            if str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+                logger.init_args.default_hp_metric = False
         init_args = getattr(config.model.backbone, "init_args", None)
         if init_args is not None and "num_classes" in init_args:
             init_args.num_classes = VisionDataModule(**config.data.as_dict()).num_classes
@@ -103,6 +113,8 @@ class SelabCLI(LightningCLI):
             self._resolve_last(config)
         elif ckpt_path not in (None, "best", "hpc", "registry"):
             check_checkpoint(ckpt_path)
+            if subcommand in ("test", "predict"):
+                self._log_into_checkpoint_run(config, subcommand, Path(ckpt_path))
 
     def _resolve_last(self, config) -> None:
         """Resume the newest run of this experiment, in its own version folder.
@@ -130,6 +142,32 @@ class SelabCLI(LightningCLI):
             # The run's config.yaml stays as written; the resumed run's config goes beside it.
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.save_config_kwargs["config_filename"] = f"config.resumed-{stamp}.yaml"
+
+    def _log_into_checkpoint_run(self, config, subcommand: str, ckpt: Path) -> None:
+        """Test or predict a checkpoint of ``<save_dir>/<name>/version_N`` in that run's folder.
+
+        So a run's folder holds its test metrics (and HParams row) beside its training curves.
+        ``validate`` is left to a new folder: its ``val/*`` points would land in the run's curves.
+        """
+        init_args = getattr(config.trainer.get("logger"), "init_args", None)
+        if init_args is None or init_args.get("version") is not None:
+            return
+        run_dir = ckpt.resolve().parent.parent
+        match = re.fullmatch(r"version_(\d+)", run_dir.name)
+        experiment = Path(init_args.get("save_dir", "logs"), init_args.get("name") or "")
+        if ckpt.resolve().parent.name != "checkpoints" or not match:
+            return
+        if run_dir.parent != experiment.resolve():
+            return
+        init_args.version = int(match.group(1))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.save_config_kwargs["config_filename"] = f"config.{subcommand}-{stamp}.yaml"
+
+
+def _logger_configs(logger) -> list:
+    """The logger entries of a parsed ``trainer.logger`` (one, a list, or none)."""
+    entries = logger if isinstance(logger, list) else [logger]
+    return [e for e in entries if e is not None and not isinstance(e, bool) and hasattr(e, "get")]
 
 
 def run(args=None, **kwargs) -> SelabCLI:

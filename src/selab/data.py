@@ -127,6 +127,8 @@ class VisionDataModule(L.LightningDataModule):
         image_size: resize images to this size first (e.g. 224 for MobileNet on STL10).
         augment: ``standard`` (random crop with 1/8 padding + horizontal flip) or ``none``.
         mean, std: normalisation; each dataset's own statistics by default.
+        predict_root: a folder of images (any layout, searched recursively) for ``lightning
+            predict``, transformed like the test images; None predicts the test split.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class VisionDataModule(L.LightningDataModule):
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
         seed: int = 0,
+        predict_root: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -159,6 +162,7 @@ class VisionDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.augment = augment
         self.seed = seed
+        self.predict_root = predict_root
         self.info = DATASETS[dataset]
         self.image_size = image_size or self.info.image_size or None
         self.mean = tuple(mean) if mean is not None else self.info.mean
@@ -225,6 +229,8 @@ class VisionDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Download once per node (Lightning calls this on local rank 0 only)."""
+        if self.predict_root is not None and self.trainer is not None and self.trainer.predicting:
+            return  # predicting a folder of images needs no dataset
         if self.dataset == "imagefolder":
             self._folder_split("train"), self._folder_split("test")
             return
@@ -238,6 +244,9 @@ class VisionDataModule(L.LightningDataModule):
                 ) from error
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.predict_root is not None:
+            self.predict_set = self._predict_files()
+            return
         if getattr(self, "train_set", None) is not None:
             return
         train, test = self._load("train"), self._load("test")
@@ -277,5 +286,15 @@ class VisionDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
 
+    def _predict_files(self) -> Dataset:
+        from .predict import ImageFiles
+
+        transform = self.transform(train=False)
+        if not self.image_size and self.dataset == "imagefolder":  # the training images' size
+            width, height = self._load("train")[0][0].size
+            transform = v2.Compose([v2.Resize((height, width), antialias=True), transform])
+        return ImageFiles(self.predict_root, transform)
+
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        predict_set = getattr(self, "predict_set", None)
+        return self._loader(self.test_set if predict_set is None else predict_set, shuffle=False)

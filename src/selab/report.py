@@ -1,0 +1,122 @@
+"""Run a notebook with parameters and render it to HTML: ``make report RUN=logs/...``.
+
+    python -m selab.report logs/cifar10/se_resnet20/version_0            # -> <run>/report.html
+    python -m selab.report path/to/x.ckpt -o x.html -p data_root=~/data/cifar10-jpg
+
+Parameters are injected papermill-style: a cell tagged ``injected-parameters`` is inserted after
+the notebook's cell tagged ``parameters``, so the defaults stay visible above the overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+from pathlib import Path
+from typing import Any
+
+ANALYZE_NOTEBOOK = Path("notebooks/analyze_checkpoint.ipynb")
+
+
+def inject_parameters(notebook, parameters: dict[str, Any]):
+    """Insert ``name = repr(value)`` assignments after the ``parameters`` cell (in place)."""
+    import nbformat
+
+    index = next(
+        (
+            i
+            for i, cell in enumerate(notebook.cells)
+            if "parameters" in cell.get("metadata", {}).get("tags", [])
+        ),
+        None,
+    )
+    if index is None:
+        raise ValueError("the notebook has no cell tagged 'parameters'")
+    notebook.cells = [
+        c
+        for c in notebook.cells
+        if "injected-parameters" not in c.get("metadata", {}).get("tags", [])
+    ]
+    source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    notebook.cells.insert(index + 1, cell)
+    return notebook
+
+
+def execute_notebook(
+    path: str | Path,
+    parameters: dict[str, Any] | None = None,
+    cwd: str | Path | None = None,
+    timeout: int = 1800,
+    kernel_name: str = "python3",
+):
+    """Execute a notebook (with ``parameters`` injected) in ``cwd`` and return it with outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(str(path), as_version=4)
+    if parameters:
+        inject_parameters(notebook, parameters)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(cwd or os.getcwd())}},
+    )
+    client.execute()
+    return notebook
+
+
+def to_html(notebook, output: str | Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(body, encoding="utf-8")
+    return output
+
+
+def default_output(run: str | Path) -> Path:
+    run = Path(run)
+    return run / "report.html" if run.is_dir() else run.with_name(f"{run.stem}-report.html")
+
+
+def report(
+    run: str | Path,
+    output: str | Path | None = None,
+    notebook: str | Path = ANALYZE_NOTEBOOK,
+    **parameters: Any,
+) -> Path:
+    """Render the checkpoint-analysis notebook for a run folder or checkpoint to HTML."""
+    run = Path(run).expanduser().resolve()
+    executed = execute_notebook(notebook, {"checkpoint": str(run), **parameters})
+    return to_html(executed, output or default_output(run))
+
+
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m selab.report", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("run", help="a run folder (logs/<experiment>/version_N) or a .ckpt file")
+    parser.add_argument("-o", "--output", help="the HTML file (default: <run>/report.html)")
+    parser.add_argument("--notebook", default=str(ANALYZE_NOTEBOOK))
+    parser.add_argument(
+        "-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+        help="another notebook parameter, e.g. data_root=data/ or batch_size=512",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.parameter)
+    path = report(args.run, args.output, args.notebook, **{k: _value(v) for k, v in extra.items()})
+    print(f"report written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""`lightning predict` writes a CSV row per image with the model's top-k classes."""
+
+import csv
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from selab import Classifier
+from selab.cli import run
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_a_folder_of_images_to_csv(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+    folder = tmp_path / "my images"
+    (folder / "nested").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i, (size, suffix) in enumerate([(32, ".png"), (50, ".jpg"), (20, ".PNG"), (64, ".png")]):
+        path = folder / ("nested" if i % 2 else "") / f"img{i}{suffix}"
+        Image.fromarray(rng.integers(0, 255, (size, size + 3, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    (folder / "notes.txt").write_text("not an image")
+
+    cli = run(
+        [
+            "predict",
+            *tiny_run.common,
+            f"--ckpt_path={tiny_run.ckpt}",
+            f"--data.predict_root={folder}",
+        ]
+    )
+    written = tiny_run.log_dir / "predictions.csv"  # by default in the checkpoint's run folder
+    assert cli.trainer.log_dir == str(tiny_run.log_dir)
+    rows = read_csv(written)
+    assert sorted(row["file"] for row in rows) == sorted(str(p) for p in files)
+    assert list(rows[0]) == ["file", "prediction"] + [
+        f"top{i}{s}" for i in range(1, 6) for s in ("", "_prob")
+    ]
+
+    model = Classifier.load_from_checkpoint(tiny_run.ckpt).eval()
+    transform = v2.Compose([  # what the data module does: the training images' size, ImageNet stats
+        v2.Resize((32, 32), antialias=True), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ])  # fmt: skip
+    for row in rows:
+        probs = [float(row[f"top{i}_prob"]) for i in range(1, 6)]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-5
+        assert row["prediction"] == row["top1"]
+        image = transform(Image.open(row["file"]).convert("RGB"))
+        with torch.no_grad():
+            expected = model(image[None]).softmax(1)[0]
+        assert row["top1"] == model.class_names[int(expected.argmax())]
+        assert probs[0] == pytest.approx(float(expected.max()), abs=2e-6)
+        assert len({row[f"top{i}"] for i in range(1, 6)}) == 5
+
+    # Without predict_root: the test split, with its labels.
+    out = tmp_path / "test_split.csv"
+    run(["predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}", f"--predictions.path={out}"])
+    rows = read_csv(out)
+    assert len(rows) == 20 and list(rows[0])[:3] == ["file", "target", "prediction"]
+    assert sorted(int(r["file"]) for r in rows) == list(range(20))
+    accuracy = sum(r["target"] == r["prediction"] for r in rows) / 20
+    assert accuracy == pytest.approx(float(tiny_run.test.trainer.callback_metrics["test/acc_top1"]))
