@@ -164,3 +164,13 @@ def test_console_scripts(tmp_path):
         result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "fit" in result.stdout
+
+
+def test_console_reports_missing_data_in_one_line(tmp_path):
+    lightning = str(Path(sys.executable).parent / "lightning")
+    command = [lightning, "fit", "--config", CONFIG, "--data.download=false", *QUIET]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cifar10 was not found")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "logs").exists()  # nothing half-written

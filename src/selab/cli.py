@@ -14,7 +14,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from .callbacks import Dashboard, ExcitationMonitor
 from .classifier import Classifier
-from .data import VisionDataModule
+from .data import DatasetNotFoundError, VisionDataModule
 from .predict import PredictionWriter
 
 TRAINER_DEFAULTS = {
@@ -178,7 +178,11 @@ def run(args=None, **kwargs) -> SelabCLI:
 
 
 def main(args=None) -> None:
-    run(args)
+    """Console entry point: known user errors print one actionable line, not a traceback."""
+    try:
+        run(args)
+    except (DatasetNotFoundError, CheckpointError) as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
