@@ -242,6 +242,11 @@ class VisionDataModule(L.LightningDataModule):
                 raise self._not_found(
                     f"download failed ({type(error).__name__}: {error})"
                 ) from error
+        # Fail here, before the Trainer writes logs, not later in setup (checksums are checked there).
+        folder = self.root / self.info.folder
+        missing = [name for name in self.info.files if not (folder / name).is_file()]
+        if missing:
+            raise self._not_found(f"missing {', '.join(missing)}")
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.predict_root is not None:
