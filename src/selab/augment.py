@@ -34,28 +34,24 @@ class BatchAugment:
 
 def crop_and_flip(images: torch.Tensor, keys: torch.Tensor, padding: int, flip: bool):
     """Random crop (from a ``padding``-px zero border) + horizontal flip of a uint8 (B, C, H, W)
-    batch, in one gather. Returns the batch and the (top, left, flipped) draws."""
+    batch. Returns the batch and the (top, left, flipped) draws.
+
+    The crop picks one window per image out of ``unfold`` views of the padded batch: two gathers
+    of B indices rather than one index per pixel."""
     batch, channels, height, width = images.shape
-    device = images.device
     if padding:
         top = key_field(keys, CROP_ROW) % (2 * padding + 1)
         left = key_field(keys, CROP_COL) % (2 * padding + 1)
-        images = F.pad(images, (padding, padding, padding, padding))
+        padded = F.pad(images, (padding, padding, padding, padding))
+        every = torch.arange(batch, device=images.device)
+        rows = padded.unfold(2, height, 1)[every, :, top]  # (B, C, W + 2p, H)
+        images = rows.unfold(2, width, 1)[every, :, left]  # (B, C, H, W)
     else:
         top = left = torch.zeros_like(keys)
     flipped = (key_field(keys, FLIP) & 1).bool() if flip else torch.zeros_like(keys, dtype=bool)
-    if not padding and not flip:
-        return images, (top, left, flipped)
-    rows = top[:, None] + torch.arange(height, device=device)
-    across = torch.arange(width, device=device)
-    cols = left[:, None] + torch.where(flipped[:, None], width - 1 - across, across)
-    out = images[
-        torch.arange(batch, device=device)[:, None, None, None],
-        torch.arange(channels, device=device)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
-    return out, (top, left, flipped)
+    if flip:
+        images = torch.where(flipped[:, None, None, None], images.flip(3), images)
+    return images.contiguous(), (top, left, flipped)
 
 
 def cutout_mask(keys: torch.Tensor, size: int, height: int, width: int) -> torch.Tensor:

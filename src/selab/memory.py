@@ -89,12 +89,29 @@ class TensorImageDataset(Dataset):
             epochs[unseeded] = torch.randint(2**31, (int(unseeded.sum()),))
         index = torch.tensor(indices, dtype=torch.int64, device=self.device)
         keys = sample_keys(self.seed, epochs.to(self.device), index)
-        images = augment_batch(self.images[index], keys, self.augment, self.mean, self.std)
+        with one_cpu_thread(self.device):
+            images = augment_batch(self.images[index], keys, self.augment, self.mean, self.std)
         return images, self.targets[index]
 
     def __getitem__(self, key) -> tuple[torch.Tensor, int]:
         images, targets = self.__getitems__([key])
         return images[0], int(targets[0])
+
+
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device):
+    """On the CPU, augment a batch on one thread: a few ms of memory-bound work, which intra-op
+    threads barely speed up but which stalls for tens of ms at OpenMP barriers when the cores are
+    busy (training in another thread, other processes). GPUs are unaffected."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def collate_batch(batch):
