@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 CONFIG ?= configs/cifar10/se_resnet20.yaml
 
-.PHONY: install train test lint tensorboard clean
+.PHONY: install train test lint tensorboard bench clean
 
 install: $(STAMP)
 
@@ -22,11 +22,17 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir logs
+
+# Training speed: Lightning vs a hand loop, memory vs per-image loader, SE overhead (benchmarks/bench.py).
+# e.g. make bench BENCH_ARGS="--data-root ~/data/cifar10-jpg" or BENCH_ARGS=--quick
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -54,9 +54,20 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def rate(times: list[float], warmup: int, steps: int, batch_size: int) -> float:
-    """images/s over steps [warmup, warmup + steps) from per-step end times."""
-    return steps * batch_size / (times[warmup + steps - 1] - times[warmup - 1])
+def rate(
+    times: list[float], warmup: int, steps: int, batch_size: int, median: bool = True
+) -> float:
+    """images/s from per-step end times after the warm-up: batch size / median step time, which
+    shrugs off the multi-second stalls of a shared machine, or (``median=False``, for bursty
+    prefetching loaders) images over the whole window. Window rates also go to the JSON."""
+    ends = times[warmup - 1 : warmup + steps]
+    durations = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    window = steps * batch_size / (ends[-1] - ends[0])
+    RATES.append(window)
+    return batch_size / statistics.median(durations) if median else window
+
+
+RATES: list[float] = []  # window images/s of every rate() call, in order
 
 
 def load_average() -> float | None:
@@ -89,6 +100,10 @@ class Bench:
         self.device = torch.device("cuda" if torch.cuda.is_available() and not opts.cpu else "cpu")
         self.results: dict = {"rows": [], "skipped": []}
         self.tmp = Path(tempfile.mkdtemp(prefix="selab-bench-"))
+
+    def warmup(self, compiled: bool) -> int:
+        """Untimed first steps; compiled models get more (compilation, possible recompiles)."""
+        return max(self.opts.warmup, 10) if compiled else self.opts.warmup
 
     # -- data ---------------------------------------------------------------------------------
     def data_args(self) -> dict:
@@ -137,7 +152,7 @@ class Bench:
         )
         times = []
         batches = self.batches(dm, device)
-        for _ in range(o.warmup + steps):
+        for _ in range(self.warmup(fast) + steps):
             images, labels = next(batches)
             if fast:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -148,7 +163,7 @@ class Bench:
             optimizer.step()
             sync(device)
             times.append(time.perf_counter())
-        return rate(times, o.warmup, steps, o.batch_size)
+        return rate(times, self.warmup(fast), steps, o.batch_size)
 
     def lightning_fit(self, backbone_args: list[str], steps: int, fast: bool = False) -> float:
         """``lightning fit`` as the CLI builds it, timed by a callback at every batch end."""
@@ -168,7 +183,7 @@ class Bench:
         ]
         args = [
             "--config", str(CONFIG), *data, *backbone_args, "--data.loader=memory",
-            f"--trainer.max_steps={o.warmup + steps}", "--trainer.limit_val_batches=0",
+            f"--trainer.max_steps={self.warmup(fast) + steps}", "--trainer.limit_val_batches=0",
             "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", "--trainer.devices=1",
             f"--trainer.logger.init_args.save_dir={self.tmp}", "--model.lr_scheduler=null",
@@ -182,7 +197,7 @@ class Bench:
         clock = StepClock()
         cli.trainer.callbacks.append(clock)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        return rate(clock.times, o.warmup, steps, o.batch_size)
+        return rate(clock.times, self.warmup(fast), steps, o.batch_size)
 
     # -- sections ------------------------------------------------------------------------------
     def row(self, section: str, what: str, value: float, unit: str, note: str = "", **extra):
@@ -233,6 +248,12 @@ class Bench:
     def data_path(self) -> None:
         o = self.opts
         print(f"\n[2] memory loader vs per-image torchvision loader ({o.workers} workers)")
+        if o.dataset == "imagefolder" and not o.quick:  # the first run's decode, without cache
+            start = time.perf_counter()
+            VisionDataModule(**self.data_args(), loader="memory", cache=False).setup("fit")
+            self.row(
+                "data", "memory: first-run decode (no cache)", time.perf_counter() - start, "s"
+            )
         for loader in ("memory", "torchvision"):
             start = time.perf_counter()
             dm = self.datamodule(loader)
@@ -248,7 +269,9 @@ class Bench:
                     next(batches)
                     sync(self.device)
                     times.append(time.perf_counter())
-                speeds[loader].append(rate(times, o.warmup, o.data_steps, o.batch_size))
+                speeds[loader].append(
+                    rate(times, o.warmup, o.data_steps, o.batch_size, median=False)
+                )
                 del batches  # stops the workers' epoch
         for loader, values in speeds.items():
             self.row(
@@ -316,7 +339,7 @@ class Bench:
             times: dict[str, list[float]] = {"none": [], "se": []}
             for net, opt in nets.values():
                 net.train(kind == "train step")
-                for _ in range(o.warmup):
+                for _ in range(self.warmup(fast or compile_only)):
                     step(net, opt)
             for _ in range(o.repeats * o.se_steps):  # alternate, so load changes hit both alike
                 for attention, (net, opt) in nets.items():
@@ -374,6 +397,7 @@ class Bench:
             if "lightning" in sections:
                 self.lightning_overhead(fast=True)
         self.results["machine"]["load_average_end"] = load_average()
+        self.results["window_rates"] = RATES
         out = Path(o.out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -412,6 +436,7 @@ def parse(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sections", default="se,data,lightning")
     p.add_argument("--cpu", action="store_true", help="ignore the GPU")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--no-fast", action="store_true", help="GPU: skip the bf16/compile variants")
     p.add_argument(
         "--compile-cpu",
@@ -421,6 +446,8 @@ def parse(argv=None):
     p.add_argument("--quick", action="store_true", help="a smoke run: few steps, one repeat")
     p.add_argument("--out", default=str(REPO / "logs/bench"))
     opts = p.parse_args(argv)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     if opts.quick:
         opts.steps, opts.steps_resnet18, opts.data_steps = 5, 2, 10
         opts.se_steps, opts.warmup, opts.repeats = 5, 2, 1
