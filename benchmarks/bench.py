@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -402,6 +403,7 @@ class Bench:
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
         path.write_text(json.dumps(self.results, indent=2, default=str))
+        shutil.rmtree(self.tmp, ignore_errors=True)  # the timed runs' TensorBoard logs
         print(
             f"\nload average {self.results['machine']['load_average_start']} -> "
             f"{self.results['machine']['load_average_end']}; wrote {path}"
