@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-dev
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 CONFIG ?= configs/cifar10/se_resnet20.yaml
 
-.PHONY: install train test lint tensorboard notebook report clean
+.PHONY: install train test lint tensorboard notebook report bench clean
 
 install: $(STAMP)
 
@@ -23,8 +23,8 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir logs
@@ -42,6 +42,12 @@ notebook: $(NOTEBOOK_STAMP)
 report: install
 	@test -n "$(RUN)" || { echo "usage: make report RUN=logs/<experiment>/version_N (or a .ckpt file)"; exit 2; }
 	$(BIN)/python -m selab.report $(RUN)
+
+# Training speed: Lightning vs a hand loop, memory vs per-image loader, SE overhead (benchmarks/bench.py).
+# e.g. make bench BENCH_ARGS="--data-root ~/data/cifar10-jpg" or BENCH_ARGS=--quick
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -13,11 +13,17 @@ def as_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def test_cifar10_reads_the_pickles_exactly(cifar10_root):
+LOADERS = pytest.mark.parametrize("loader", ["memory", "torchvision"])
+
+
+@LOADERS
+def test_cifar10_reads_the_pickles_exactly(cifar10_root, loader):
     from fakedata import write_cifar10
 
     written = write_cifar10(cifar10_root)  # same seed: same content as the fixture wrote
-    dm = VisionDataModule("cifar10", root=str(cifar10_root), download=False, batch_size=50, **RAW)
+    dm = VisionDataModule(
+        "cifar10", root=str(cifar10_root), download=False, batch_size=50, loader=loader, **RAW
+    )
     assert dm.num_classes == 10 and dm.class_names == CLASSES
     dm.setup("fit")
     assert len(dm.train_set) == 100 and len(dm.val_set) == 50  # val_size=0: the test split
@@ -27,11 +33,14 @@ def test_cifar10_reads_the_pickles_exactly(cifar10_root):
     np.testing.assert_array_equal(as_uint8(images), test_images)
 
 
-def test_stl10_reads_the_binary_files_exactly(stl10_root):
+@LOADERS
+def test_stl10_reads_the_binary_files_exactly(stl10_root, loader):
     from fakedata import write_stl10
 
     written = write_stl10(stl10_root)
-    dm = VisionDataModule("stl10", root=str(stl10_root), download=False, batch_size=20, **RAW)
+    dm = VisionDataModule(
+        "stl10", root=str(stl10_root), download=False, batch_size=20, loader=loader, **RAW
+    )
     assert dm.class_names == STL10_CLASSES
     dm.setup("fit")
     images, labels = next(iter(dm.test_dataloader()))
@@ -51,11 +60,14 @@ def test_stl10_resizes_to_image_size(stl10_root):
     assert images.shape == (8, 3, 64, 64)
 
 
-def test_imagefolder_classes_and_pixels(imagefolder_root):
+@LOADERS
+def test_imagefolder_classes_and_pixels(imagefolder_root, loader):
     from fakedata import write_imagefolder
 
     written = write_imagefolder(imagefolder_root)
-    dm = VisionDataModule("imagefolder", root=str(imagefolder_root), batch_size=100, **RAW)
+    dm = VisionDataModule(
+        "imagefolder", root=str(imagefolder_root), batch_size=100, loader=loader, **RAW
+    )
     assert dm.class_names == sorted(CLASSES)
     dm.setup("test")
     images, labels = next(iter(dm.test_dataloader()))
@@ -67,7 +79,9 @@ def test_imagefolder_classes_and_pixels(imagefolder_root):
 
 
 def test_normalisation_uses_the_dataset_statistics(cifar10_root):
-    dm = VisionDataModule("cifar10", root=str(cifar10_root), download=False, augment="none")
+    dm = VisionDataModule(
+        "cifar10", root=str(cifar10_root), download=False, augment="none", loader="torchvision"
+    )
     dm.num_workers = 0
     dm.setup("test")
     image, _ = dm.test_set[0]
@@ -92,18 +106,24 @@ def test_standard_augmentation_pads_crops_and_flips(cifar10_root):
 
 
 def test_validation_split_is_stratified_disjoint_and_seeded(cifar10_root):
-    dm = VisionDataModule("cifar10", root=str(cifar10_root), download=False, val_size=20, **RAW)
+    # The split's indices as the torchvision loader exposes them; test_loaders.py checks that the
+    # memory loader serves the very same images.
+    dm = VisionDataModule(
+        "cifar10", root=str(cifar10_root), download=False, val_size=20, loader="torchvision", **RAW
+    )
     dm.setup("fit")
     train_idx, val_idx = dm.train_set.dataset.indices, dm.val_set.dataset.indices
     assert len(val_idx) == 20 and len(train_idx) == 80
     assert not set(train_idx) & set(val_idx)
     targets = np.array(dm.val_set.dataset.dataset.targets)
     assert np.bincount(targets[val_idx], minlength=10).tolist() == [2] * 10
-    again = VisionDataModule("cifar10", root=str(cifar10_root), download=False, val_size=20, **RAW)
+    again = VisionDataModule(
+        "cifar10", root=str(cifar10_root), download=False, val_size=20, loader="torchvision", **RAW
+    )
     again.setup("fit")
     assert again.val_set.dataset.indices == val_idx
     other_seed = VisionDataModule(
-        "cifar10", root=str(cifar10_root), download=False, val_size=20, seed=1
+        "cifar10", root=str(cifar10_root), download=False, val_size=20, seed=1, loader="torchvision"
     )
     other_seed.setup("fit")
     assert other_seed.val_set.dataset.indices != val_idx

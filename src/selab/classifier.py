@@ -38,6 +38,10 @@ class Classifier(L.LightningModule):
             ``interval = "step"`` such as :class:`selab.optim.WarmupCosineLR`, whose
             ``total_steps`` defaults to ``trainer.estimated_stepping_batches``.
         label_smoothing: passed to the cross-entropy loss.
+        channels_last: keep the backbone's weights and the input images in NHWC memory format,
+            which the tensor cores of recent GPUs (and mixed precision) want.
+        compile: ``torch.compile`` the backbone (in place, so checkpoints keep their keys); a dict
+            passes options, e.g. ``{mode: max-autotune}``. The first steps are slow (compiling).
     """
 
     def __init__(
@@ -48,6 +52,8 @@ class Classifier(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool | dict = False,
     ) -> None:
         super().__init__()
         # Under LightningCLI this stores the parsed config (backbone included), which is what lets
@@ -68,6 +74,11 @@ class Classifier(L.LightningModule):
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.label_smoothing = label_smoothing
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if compile:
+            self.backbone.compile(**(compile if isinstance(compile, dict) else {}))
 
         metrics = accuracy_metrics(num_classes)
         self.train_metrics = metrics.clone(prefix="train/")
@@ -79,6 +90,8 @@ class Classifier(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(images)
 
     def _logits_and_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,7 +1,15 @@
-"""``VisionDataModule``: CIFAR-10, STL10 or any folder of images in class sub-folders."""
+"""``VisionDataModule``: CIFAR-10, STL10 or any folder of images in class sub-folders.
+
+Two loaders feed the same model: ``memory`` (each split decoded once into a uint8 tensor on the
+training device, augmented per batch; :mod:`selab.memory`) and ``torchvision`` (per-image
+transforms in DataLoader workers, for data that does not fit or whose images differ in size).
+Both draw their order and augmentation from ``(seed, epoch, index)`` (:mod:`selab.sampling`).
+"""
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -12,6 +20,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 from torchvision.datasets.folder import find_classes
 from torchvision.transforms import v2
+
+from . import memory
+from .augment import BatchAugment, Cutout
+from .sampling import EpochSampler, combine, split_key
 
 
 @dataclass(frozen=True)
@@ -100,18 +112,30 @@ def stratified_split(targets, val_size: int, seed: int) -> tuple[list[int], list
 
 
 class Transformed(Dataset):
-    """Applies an image transform on access, so one decoded split serves train and val views."""
+    """Applies an image transform on access, so one decoded split serves train and val views.
 
-    def __init__(self, dataset: Dataset, transform) -> None:
+    With a ``seed``, an ``(epoch, index)`` key (from :class:`~selab.sampling.EpochSampler`) runs the
+    transform under torch's RNG seeded from ``(seed, epoch, index)``: the random crop of an image
+    in an epoch is then the same whatever the workers, ranks or resumptions. Plain int indices use
+    the global RNG as usual.
+    """
+
+    def __init__(self, dataset: Dataset, transform, seed: int | None = None) -> None:
         self.dataset = dataset
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key):
+        epoch, index = split_key(key)
         image, target = self.dataset[index]
-        return self.transform(image), target
+        if self.seed is None or epoch < 0:
+            return self.transform(image), target
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(combine(self.seed, epoch, index))
+            return self.transform(image), target
 
 
 class VisionDataModule(L.LightningDataModule):
@@ -126,9 +150,20 @@ class VisionDataModule(L.LightningDataModule):
             fixed by ``seed``; 0 validates on the test split, as the original studies did.
         image_size: resize images to this size first (e.g. 224 for MobileNet on STL10).
         augment: ``standard`` (random crop with 1/8 padding + horizontal flip) or ``none``.
+        cutout: side in pixels of a square blanked at a random place in each training image after
+            normalisation (DeVries & Taylor 2017; 16 for CIFAR-10); 0 turns it off.
         mean, std: normalisation; each dataset's own statistics by default.
         predict_root: a folder of images (any layout, searched recursively) for ``lightning
             predict``, transformed like the test images; None predicts the test split.
+        seed: fixes the validation split; shuffling and augmentation are a function of this seed,
+            ``seed_everything``'s, the epoch and the image index (so resumed runs see the same data).
+        loader: ``memory`` decodes each split once into a uint8 tensor on the training device (GPU
+            when there is one) and augments whole batches there; ``torchvision`` decodes and
+            augments image by image in ``num_workers`` worker processes; ``auto`` picks ``memory``
+            for cifar10/stl10, and for imagefolder when the images share one size (or
+            ``image_size`` is set) and fit in a quarter of the RAM, ``torchvision`` otherwise.
+        cache: memory loader on imagefolder: keep the decoded tensors in ``root/.selab-cache/`` so
+            the next run starts at once; rebuilt when any image file changes.
     """
 
     def __init__(
@@ -145,12 +180,19 @@ class VisionDataModule(L.LightningDataModule):
         std: tuple[float, float, float] | None = None,
         seed: int = 0,
         predict_root: str | None = None,
+        cutout: int = 0,
+        loader: Literal["auto", "memory", "torchvision"] = "auto",
+        cache: bool = True,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         if augment not in ("standard", "none"):
             raise ValueError(f"unknown augment {augment!r}; choose 'standard' or 'none'")
+        if loader not in ("auto", "memory", "torchvision"):
+            raise ValueError(f"unknown loader {loader!r}; choose 'auto', 'memory' or 'torchvision'")
+        if cutout < 0:
+            raise ValueError(f"cutout must be >= 0, got {cutout}")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}")
         self.save_hyperparameters()
@@ -163,6 +205,11 @@ class VisionDataModule(L.LightningDataModule):
         self.augment = augment
         self.seed = seed
         self.predict_root = predict_root
+        self.cutout = cutout
+        self.loader = loader
+        self.cache = cache
+        self.active_loader: str | None = None  # what setup() chose
+        self._decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.info = DATASETS[dataset]
         self.image_size = image_size or self.info.image_size or None
         self.mean = tuple(mean) if mean is not None else self.info.mean
@@ -194,7 +241,21 @@ class VisionDataModule(L.LightningDataModule):
             size = size or (self.info.image_size,) * 2
             steps += [v2.RandomCrop(size, padding=min(size) // 8), v2.RandomHorizontalFlip()]
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        if train and self.cutout:
+            steps.append(Cutout(self.cutout))
         return v2.Compose(steps)
+
+    def batch_augment(self, height: int, width: int) -> BatchAugment | None:
+        """The memory loader's equivalent of ``transform(train=True)``."""
+        padding = min(height, width) // 8 if self.augment == "standard" else 0
+        if not padding and not self.cutout:
+            return None
+        return BatchAugment(padding=padding, flip=self.augment == "standard", cutout=self.cutout)
+
+    @property
+    def stream_seed(self) -> int:
+        """Seeds shuffling and augmentation: ``data.seed`` and ``seed_everything``'s seed."""
+        return combine(self.seed, int(os.environ.get("PL_GLOBAL_SEED", 0)))
 
     # -- loading ----------------------------------------------------------------------------
     def _folder_split(self, split: str) -> Path:
@@ -228,11 +289,18 @@ class VisionDataModule(L.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        """Download once per node (Lightning calls this on local rank 0 only)."""
+        """Download, or decode into the cache, once per node (Lightning: local rank 0 only)."""
         if self.predict_root is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting a folder of images needs no dataset
         if self.dataset == "imagefolder":
             self._folder_split("train"), self._folder_split("test")
+            if self.cache and self._choose_loader() == "memory":
+                try:  # the other ranks then read the cache instead of decoding too
+                    for split in ("train", "test"):
+                        self._decoded[split] = self._decode(split)
+                except memory.MemoryLoaderUnsupported:
+                    if self.loader == "memory":
+                        raise
             return
         dataset_cls = datasets.CIFAR10 if self.dataset == "cifar10" else datasets.STL10
         if self.download:
@@ -248,12 +316,75 @@ class VisionDataModule(L.LightningDataModule):
         if missing:
             raise self._not_found(f"missing {', '.join(missing)}")
 
+    # -- which loader -----------------------------------------------------------------------
+    def _choose_loader(self) -> str:
+        if self.loader != "auto":
+            return self.loader
+        if self.dataset != "imagefolder":
+            return "memory"
+        size = sum(
+            memory.decoded_bytes(self._folder_split(split), self.image_size)
+            for split in ("train", "test")
+        )
+        return "memory" if size <= memory.total_memory() // 4 else "torchvision"
+
+    def _device(self) -> torch.device:
+        """Where the memory loader keeps its tensors: the Trainer's device, else the CPU."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.predict_root is not None:
             self.predict_set = self._predict_files()
             return
         if getattr(self, "train_set", None) is not None:
+            if self.active_loader == "memory":  # set up before a Trainer was attached
+                for dataset in (self.train_set, self.val_set, self.test_set):
+                    dataset.to(self._device())
             return
+        loader = self._choose_loader()
+        if loader == "memory":
+            try:
+                self._setup_memory()
+                self.active_loader = "memory"
+                return
+            except memory.MemoryLoaderUnsupported as error:
+                if self.loader == "memory":
+                    raise
+                warnings.warn(f"using the torchvision loader: {error}", stacklevel=2)
+        self._setup_torchvision()
+        self.active_loader = "torchvision"
+
+    def _decode(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split as (uint8 images N, C, H, W; int64 labels) on the CPU."""
+        if split in self._decoded:
+            return self._decoded.pop(split)
+        if self.dataset == "imagefolder":
+            folder = self._folder_split(split)
+            return memory.load_folder(folder, split, self.image_size, self.num_workers, self.cache)
+        return memory.from_torchvision(self._load(split), self.image_size)
+
+    def _setup_memory(self) -> None:
+        (train_x, train_y), (test_x, test_y) = self._decode("train"), self._decode("test")
+        device = self._device()
+        spec = self.batch_augment(*train_x.shape[-2:])
+
+        def tensors(images, targets, augment=None):
+            return memory.TensorImageDataset(
+                images.to(device), targets, self.mean, self.std, augment, self.stream_seed
+            )
+
+        if self.val_size:
+            train_idx, val_idx = stratified_split(train_y.tolist(), self.val_size, self.seed)
+            train_idx, val_idx = torch.tensor(train_idx), torch.tensor(val_idx)
+            self.train_set = tensors(train_x[train_idx], train_y[train_idx], spec)
+            self.val_set = tensors(train_x[val_idx], train_y[val_idx])
+        else:
+            self.train_set = tensors(train_x, train_y, spec)
+            self.val_set = tensors(test_x, test_y)
+        self.test_set = self.val_set if not self.val_size else tensors(test_x, test_y)
+
+    def _setup_torchvision(self) -> None:
         train, test = self._load("train"), self._load("test")
         native_size = None
         if self.dataset == "imagefolder" and not self.image_size:
@@ -261,21 +392,46 @@ class VisionDataModule(L.LightningDataModule):
             native_size = (height, width)
         train_tf = self.transform(train=True, native_size=native_size)
         eval_tf = self.transform(train=False)
+        seed = self.stream_seed
         if self.val_size:
             targets = train.labels if self.dataset == "stl10" else train.targets
             train_idx, val_idx = stratified_split(targets, self.val_size, self.seed)
-            self.train_set = Transformed(Subset(train, train_idx), train_tf)
+            self.train_set = Transformed(Subset(train, train_idx), train_tf, seed)
             self.val_set = Transformed(Subset(train, val_idx), eval_tf)
         else:
-            self.train_set = Transformed(train, train_tf)
+            self.train_set = Transformed(train, train_tf, seed)
             self.val_set = Transformed(test, eval_tf)
         self.test_set = Transformed(test, eval_tf)
 
+    # -- loaders ----------------------------------------------------------------------------
+    def _shard(self) -> tuple[int, int]:
+        """(world size, rank) of the attached Trainer; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        """Each rank reads its own shard: training as ``DistributedSampler`` does (shuffled by
+        seed + epoch, padded to equal lengths), evaluation split without repeats so that synced
+        metrics count every image exactly once."""
+        world, rank = self._shard()
+        sampler = EpochSampler(
+            dataset, world, rank, shuffle=shuffle, seed=self.stream_seed, even=shuffle
+        )
+        if isinstance(dataset, memory.TensorImageDataset):
+            # Batches are made in the main process, on the data's device: workers would only copy.
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                collate_fn=memory.collate_batch,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
