@@ -140,8 +140,7 @@ class SelabCLI(LightningCLI):
         if init_args.get("version") is None:
             init_args.version = version
             # The run's config.yaml stays as written; the resumed run's config goes beside it.
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            self.save_config_kwargs["config_filename"] = f"config.resumed-{stamp}.yaml"
+            self._save_config_beside(ckpt.parent.parent, "resumed")
 
     def _log_into_checkpoint_run(self, config, subcommand: str, ckpt: Path) -> None:
         """Test or predict a checkpoint of ``<save_dir>/<name>/version_N`` in that run's folder.
@@ -160,8 +159,16 @@ class SelabCLI(LightningCLI):
         if run_dir.parent != experiment.resolve():
             return
         init_args.version = int(match.group(1))
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.save_config_kwargs["config_filename"] = f"config.{subcommand}-{stamp}.yaml"
+        self._save_config_beside(run_dir, subcommand)
+
+    def _save_config_beside(self, run_dir: Path, what: str) -> None:
+        """Save this command's config as a new ``config.<what>-<time>[-n].yaml`` in ``run_dir``."""
+        stem = f"config.{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name, n = f"{stem}.yaml", 1
+        while (run_dir / name).exists():  # two commands within one second
+            n += 1
+            name = f"{stem}-{n}.yaml"
+        self.save_config_kwargs["config_filename"] = name
 
 
 def _logger_configs(logger) -> list:

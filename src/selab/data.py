@@ -454,7 +454,8 @@ class VisionDataModule(L.LightningDataModule):
         if not self.image_size and self.dataset == "imagefolder":  # the training images' size
             width, height = self._load("train")[0][0].size
             transform = v2.Compose([v2.Resize((height, width), antialias=True), transform])
-        return ImageFiles(self.predict_root, transform)
+        # Transformed reads the sampler's (epoch, index) keys; no seed: evaluation is deterministic.
+        return Transformed(ImageFiles(self.predict_root), transform)
 
     def predict_dataloader(self) -> DataLoader:
         predict_set = getattr(self, "predict_set", None)

@@ -23,6 +23,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
+from .sampling import split_key
+
 
 class ImageFiles(Dataset):
     """Every image under ``root`` (recursively, sorted by path) as ``(image, path)`` pairs."""
@@ -105,7 +107,8 @@ class PredictionWriter(BasePredictionWriter):
             if second is not None and not labelled:
                 file = second[row]  # a path from ImageFiles
             else:
-                file = indices[row] if indices[row] is not None else row
+                # The sampler's (epoch, index) key: the image's index in the split.
+                file = split_key(indices[row])[1] if indices[row] is not None else row
             classes = [names[i] for i in top.indices[row].tolist()]
             values = [f"{p:.6f}" for p in top.values[row].tolist()]
             cells = [file, *([names[int(second[row])]] if labelled else []), classes[0]]
