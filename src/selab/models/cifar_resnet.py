@@ -19,8 +19,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
+from ._stages import attention_options, stack_stages
 from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
+from .layers.placement import attention_channels, check_position, residual_forward
 
 
 class PadShortcut(nn.Module):
@@ -112,35 +113,23 @@ class CifarResNet(nn.Module):
             )
         blocks_per_stage = (depth - 2) // 6
         block = BasicBlock
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
-        stages, channels = [], widths[0]
-        for index, planes in enumerate(widths):
-            layers = []
-            stage_attn = stage_attention(attention, index + 1, attention_stages)
-            for i in range(blocks_per_stage):
-                stride = 2 if index > 0 and i == 0 else 1
-                layers.append(
-                    block(
-                        channels,
-                        planes,
-                        stride,
-                        shortcut,
-                        stage_attn,
-                        attn_kwargs,
-                        attention_position,
-                    )  # fmt: skip
-                )
-                channels = planes * block.expansion
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.Sequential(*stages)
+        self.stages, channels = stack_stages(
+            widths[0],
+            [w * block.expansion for w in widths],
+            blocks_per_stage,
+            lambda cin, i, stride, attn: block(
+                cin, widths[i], stride, shortcut, attn, attn_kwargs, attention_position
+            ),
+            attention,
+            attention_stages,
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels

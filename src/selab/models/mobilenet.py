@@ -24,6 +24,7 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
+from ._stages import attention_options
 from .layers import create_attention
 from .layers.placement import stage_attention
 
@@ -99,9 +100,7 @@ class MobileNetV1(nn.Module):
             raise ValueError(f"alpha must be > 0, got {alpha}")
         if stem not in ("imagenet", "stl"):
             raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' (224 px) or 'stl' (96 px)")
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
 
         def width(channels: int) -> int:
             return max(1, int(channels * alpha))

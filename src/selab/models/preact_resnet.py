@@ -25,8 +25,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
+from ._stages import attention_options, stack_stages
 from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
+from .layers.placement import attention_channels, check_position, residual_forward
 
 
 class PreActBlock(nn.Module):
@@ -172,30 +173,18 @@ class PreActResNet(nn.Module):
         if blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
         block_cls = blocks[block]
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
         self.stem = nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False)
-        stages, channels = [], stem_width
-        for index, planes in enumerate(widths):
-            stage_attn = stage_attention(attention, index + 1, attention_stages)
-            units = []
-            for i in range(blocks_per_stage):
-                stride = 2 if index > 0 and i == 0 else 1
-                units.append(
-                    block_cls(
-                        channels,
-                        planes,
-                        stride,
-                        stage_attn,
-                        attn_kwargs,
-                        attention_position,
-                        dropout,
-                    )  # fmt: skip
-                )
-                channels = planes * block_cls.expansion
-            stages.append(nn.Sequential(*units))
-        self.stages = nn.Sequential(*stages)
+        self.stages, channels = stack_stages(
+            stem_width,
+            [w * block_cls.expansion for w in widths],
+            blocks_per_stage,
+            lambda cin, i, stride, attn: block_cls(
+                cin, widths[i], stride, attn, attn_kwargs, attention_position, dropout
+            ),
+            attention,
+            attention_stages,
+        )
         self.bn = nn.BatchNorm2d(channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)

@@ -30,6 +30,7 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
+from ._stages import attention_options
 from .layers import create_attention
 from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
 
@@ -158,9 +159,7 @@ class ResNet(nn.Module):
         if len(layers) != 4:
             raise ValueError(f"layers gives the blocks of the 4 stages, got {layers}")
         block_cls = BLOCKS[block]
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
         self.stem_type = stem
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)

@@ -21,8 +21,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
+from ._stages import attention_options, stack_stages
 from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
+from .layers.placement import attention_channels, check_position, residual_forward
 
 
 class ResNeXtBottleneck(nn.Module):
@@ -94,36 +95,30 @@ class CifarResNeXt(nn.Module):
         if depth < 11 or (depth - 2) % 9:
             raise ValueError(f"CIFAR ResNeXt depth must be 9n + 2 (29, ...), got {depth}")
         blocks_per_stage = (depth - 2) // 9
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, 64, 3, padding=1, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(inplace=True),
         )
-        stages, channels = [], 64
-        for index in range(3):
-            out, group_width = 256 * 2**index, base_width * 2**index
-            stage_attn = stage_attention(attention, index + 1, attention_stages)
-            blocks = []
-            for i in range(blocks_per_stage):
-                stride = 2 if index > 0 and i == 0 else 1
-                blocks.append(
-                    ResNeXtBottleneck(
-                        channels,
-                        out,
-                        stride,
-                        cardinality,
-                        group_width,
-                        stage_attn,
-                        attn_kwargs,
-                        attention_position,
-                    )  # fmt: skip
-                )
-                channels = out
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        # Stage i: 256 * 2^i output channels, groups of base_width * 2^i (Xie et al., Table 7).
+        self.stages, channels = stack_stages(
+            64,
+            [256 * 2**i for i in range(3)],
+            blocks_per_stage,
+            lambda cin, i, stride, attn: ResNeXtBottleneck(
+                cin,
+                256 * 2**i,
+                stride,
+                cardinality,
+                base_width * 2**i,
+                attn,
+                attn_kwargs,
+                attention_position,
+            ),  # fmt: skip
+            attention,
+            attention_stages,
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels

@@ -29,8 +29,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
+from ._stages import attention_options, stack_stages
 from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
+from .layers.placement import attention_channels, check_position, residual_forward
 
 
 class ShakeShake(torch.autograd.Function):
@@ -166,34 +167,29 @@ class ShakeShakeNet(nn.Module):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         blocks_per_stage = (depth - 2) // 6
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
         )
-        stages, channels = [], 16
-        for index, out in enumerate((width, 2 * width, 4 * width)):
-            stage_attn = stage_attention(attention, index + 1, attention_stages)
-            blocks = []
-            for i in range(blocks_per_stage):
-                stride = 2 if index > 0 and i == 0 else 1
-                blocks.append(
-                    ShakeBlock(
-                        channels,
-                        out,
-                        stride,
-                        stage_attn,
-                        attn_kwargs,
-                        attention_position,
-                        shake_forward,
-                        shake_backward,
-                        shake_level,
-                    )  # fmt: skip
-                )
-                channels = out
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        widths = (width, 2 * width, 4 * width)
+        self.stages, channels = stack_stages(
+            16,
+            widths,
+            blocks_per_stage,
+            lambda cin, i, stride, attn: ShakeBlock(
+                cin,
+                widths[i],
+                stride,
+                attn,
+                attn_kwargs,
+                attention_position,
+                shake_forward,
+                shake_backward,
+                shake_level,
+            ),  # fmt: skip
+            attention,
+            attention_stages,
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels

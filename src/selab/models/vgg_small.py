@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ._registry import register_backbone
+from ._stages import attention_options
 from .layers import create_attention
 from .layers.placement import stage_attention
 
@@ -111,9 +112,7 @@ class VGGSmall(nn.Module):
             raise ValueError(
                 f"image_size must be a multiple of 8 (three 2x2 poolings), got {image_size}"
             )
-        attn_kwargs = (
-            {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-        )
+        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
         stages, channels = [], in_channels
         for index, (mid, out) in enumerate(STAGES):
             stage = VGGStage(
