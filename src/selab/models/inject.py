@@ -31,7 +31,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ._registry import register_backbone
 from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward
+from .layers.placement import attention_channels, check_position
+from .resnet import BasicForward, BottleneckForward
 
 # What inject_attention supports, named in its error messages.
 SUPPORTED = (
@@ -42,42 +43,18 @@ SUPPORTED = (
 )
 
 
-class AttentiveBasicBlock(BasicBlock):
+class AttentiveBasicBlock(BasicForward, BasicBlock):
     """torchvision's BasicBlock with ``self.attention`` at ``self.attention_position``."""
 
     attention: nn.Module
     attention_position: str
 
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_forward(
-            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
-        )
-
-
-class AttentiveBottleneck(Bottleneck):
+class AttentiveBottleneck(BottleneckForward, Bottleneck):
     """torchvision's Bottleneck (also ResNeXt's and Wide ResNet's) with ``self.attention``."""
 
     attention: nn.Module
     attention_position: str
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_forward(
-            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
-        )
 
 
 class AttentiveInvertedResidual(InvertedResidual):

@@ -46,7 +46,40 @@ def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Module |
     )
 
 
-class BasicBlock(nn.Module):
+class BasicForward:
+    """Forward of a torchvision-layout basic block (conv1/bn1/conv2/bn2/downsample) with
+    ``self.attention`` at ``self.attention_position``; shared with :mod:`.inject`."""
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return residual_forward(
+            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
+        )
+
+
+class BottleneckForward:
+    """Forward of a torchvision-layout bottleneck (conv1..3/bn1..3/downsample) with attention."""
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return residual_forward(
+            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
+        )
+
+
+class BasicBlock(BasicForward, nn.Module):
     """3x3 conv-BN-ReLU, 3x3 conv-BN (+ attention), + shortcut, ReLU."""
 
     expansion = 1
@@ -72,19 +105,8 @@ class BasicBlock(nn.Module):
         width = attention_channels(attention_position, in_channels, out_channels)
         self.attention = create_attention(attention, width, **(attention_kwargs or {}))
 
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_forward(
-            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
-        )
-
-
-class Bottleneck(nn.Module):
+class Bottleneck(BottleneckForward, nn.Module):
     """1x1 reduce, 3x3 (strided, as in torchvision's v1.5), 1x1 expand x4, each with BN."""
 
     expansion = 4
@@ -111,19 +133,6 @@ class Bottleneck(nn.Module):
         self.attention_position = check_position(attention_position)
         width = attention_channels(attention_position, in_channels, out_channels)
         self.attention = create_attention(attention, width, **(attention_kwargs or {}))
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_forward(
-            x, self.branch, self.shortcut, self.attention, self.attention_position, self.relu
-        )
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
