@@ -108,6 +108,7 @@ class SelabCLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
+        self._keep_existing_config(config, subcommand)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "last":
             self._resolve_last(config)
@@ -115,6 +116,21 @@ class SelabCLI(LightningCLI):
             check_checkpoint(ckpt_path)
             if subcommand in ("test", "predict"):
                 self._log_into_checkpoint_run(config, subcommand, Path(ckpt_path))
+
+    def _keep_existing_config(self, config, subcommand: str) -> None:
+        """A run folder named explicitly (``logger.init_args.version``) that already holds a
+        config.yaml keeps it; this command's config goes beside it."""
+        init_args = getattr(config.trainer.get("logger"), "init_args", None)
+        if init_args is None:
+            entries = _logger_configs(config.trainer.get("logger"))
+            init_args = entries[0].get("init_args") if entries else None
+        if init_args is None or init_args.get("version") is None:
+            return
+        version = init_args.get("version")
+        folder = version if isinstance(version, str) else f"version_{version}"
+        run_dir = Path(init_args.get("save_dir", "logs"), init_args.get("name") or "", folder)
+        if (run_dir / "config.yaml").exists():
+            self._save_config_beside(run_dir, "resumed" if subcommand == "fit" else subcommand)
 
     def _resolve_last(self, config) -> None:
         """Resume the newest run of this experiment, in its own version folder.

@@ -153,6 +153,7 @@ class VisionDataModule(L.LightningDataModule):
         cutout: side in pixels of a square blanked at a random place in each training image after
             normalisation (DeVries & Taylor 2017; 16 for CIFAR-10); 0 turns it off.
         mean, std: normalisation; each dataset's own statistics by default.
+        normalize: ``false`` feeds pixels scaled to [0, 1] with no mean/std normalisation.
         predict_root: a folder of images (any layout, searched recursively) for ``lightning
             predict``, transformed like the test images; None predicts the test split.
         seed: fixes the validation split; shuffling and augmentation are a function of this seed,
@@ -183,6 +184,7 @@ class VisionDataModule(L.LightningDataModule):
         cutout: int = 0,
         loader: Literal["auto", "memory", "torchvision"] = "auto",
         cache: bool = True,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
@@ -212,8 +214,12 @@ class VisionDataModule(L.LightningDataModule):
         self._decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.info = DATASETS[dataset]
         self.image_size = image_size or self.info.image_size or None
-        self.mean = tuple(mean) if mean is not None else self.info.mean
-        self.std = tuple(std) if std is not None else self.info.std
+        self.normalize = normalize
+        if not normalize:
+            self.mean, self.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        else:
+            self.mean = tuple(mean) if mean is not None else self.info.mean
+            self.std = tuple(std) if std is not None else self.info.std
         self._classes: list[str] | None = None
 
     # -- what the model needs to know -------------------------------------------------------

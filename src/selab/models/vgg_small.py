@@ -1,31 +1,30 @@
-"""The small VGG of the course study on CIFAR-10 (plain / skip / dense connections, channel attention).
+"""The small VGG of the course study on CIFAR-10, with its skip, dense and channel-attention variants.
 
-Six 3x3 convs (padding 1, each followed by ReLU) in three stages of two, each stage ending with
-2x2 average pooling::
+Built as in the study's code (``shared/seeds/003``): six 3x3 convs (padding 1, bias, each followed
+by ReLU) in three stages of two, each stage ending with 2x2 average pooling::
 
-    stage 1: 3 -> 16 -> 32      32 px -> pool -> 16 px
-    stage 2: 32 -> 64 -> 64     16 px -> pool ->  8 px
-    stage 3: 64 -> 128 -> 256    8 px -> pool ->  4 px
+    stage 1:  3 -> 16 -> 32      32 px -> pool -> 16 px
+    stage 2: 32 -> 32 -> 64      16 px -> pool ->  8 px
+    stage 3: 64 -> 128 -> 256     8 px -> pool ->  4 px
 
-then FC 4096 -> 512 -> 256 -> 10 (ReLU between). The study lists the widths as
-"3->16->32 | 32->64 | 64->128->256" with pooling "after each pair": six convs in three pairs means
-stage 2 is 32->64->64, and three poolings take 32 px to 4 px, so the FC input is
-256 * 4 * 4 = 4096 as the study states.
+then FC 4096 -> 512 -> 256 -> 10 with ReLU between: 2,633,418 parameters.
 
-``connection`` (applied at the end of every stage, before its pooling):
+``connection`` (at the end of a stage, before its pooling):
 
 * ``plain``: nothing.
-* ``skip``: a 3x3 conv projection of the stage's input is added to the stage's output.
-* ``dense``: the stage's input is concatenated to its output, so the widths grow to
-  32 + 3 = 35, 64 + 35 = 99 and 256 + 99 = 355 channels, the next stage's first conv takes that
-  many, and the FC input becomes 355 * 4 * 4 = 5680.
+* ``skip``: ``relu(conv3x3(stage input))`` is added to the stage's output (the study's
+  ``conv_skip1..3``; the ReLU is on the projection, none follows the addition): 2,800,522.
+* ``dense``: the stage's input is concatenated in front of its output after stages 1 and 2 only
+  (the study comments out the third concatenation), so stage 2 takes 32 + 3 = 35 channels, stage 3
+  takes 64 + 35 = 99 and the FC input stays 256 x 4 x 4 = 4096: 2,674,602.
 
-Attention follows the stages listed in ``attention_stages`` (1-based; default: after the second
-stage, where the study put it), on the pooled map. For SE-like channel attention that is the same
-as before the pooling (2x2 averaging keeps the channel means and commutes with a per-channel gate).
+Attention follows the connection of the stages in ``attention_stages`` (1-based; default stage 2,
+where the study put it), before the pooling. The study's channel attention is ``ca_conv``
+(pooling, 1x1 conv 64 -> 64, ReLU, 1x1 conv 64 -> 64, sigmoid): 2,641,738 with plain connections.
 
-The study does not mention batch normalisation, so there is none by default (``batch_norm: true``
-adds BN after every conv). ``image_size`` sets the FC input for inputs other than 32 px.
+``init``: ``default`` keeps PyTorch's own initialisation (what the study's code does);
+``kaiming`` draws He-normal weights and zero biases, which trains this BN-free net faster.
+``batch_norm: true`` adds BN after every conv (the study has none).
 """
 
 from __future__ import annotations
@@ -36,18 +35,21 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ._init import init_weights
 from ._registry import register_backbone
 from ._stages import attention_options
 from .layers import create_attention
 from .layers.placement import stage_attention
 
 # (mid, out) channels of the three stages; the input of each is the previous stage's output.
-STAGES = ((16, 32), (64, 64), (128, 256))
+STAGES = ((16, 32), (32, 64), (128, 256))
 CONNECTIONS = ("plain", "skip", "dense")
+# Stages whose output gets the connection, as in the study's code.
+CONNECTION_STAGES = {"plain": (), "skip": (1, 2, 3), "dense": (1, 2)}
 
 
 class VGGStage(nn.Module):
-    """conv-ReLU, conv-ReLU, connection, 2x2 average pool, attention."""
+    """conv-ReLU, conv-ReLU, connection, attention, 2x2 average pool."""
 
     def __init__(
         self,
@@ -71,22 +73,18 @@ class VGGStage(nn.Module):
         self.convs = nn.Sequential(
             *conv(in_channels, mid_channels), *conv(mid_channels, out_channels)
         )
-        self.projection = (
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm)
-            if connection == "skip"
-            else None
-        )
+        self.projection = nn.Sequential(*conv(in_channels, out_channels)) if connection == "skip" else None
         self.out_channels = out_channels + (in_channels if connection == "dense" else 0)
-        self.pool = nn.AvgPool2d(2)
         self.attention = create_attention(attention, self.out_channels, **(attention_kwargs or {}))
+        self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.convs(x)
         if self.connection == "skip":
             out = out + self.projection(x)
         elif self.connection == "dense":
-            out = torch.cat([out, x], dim=1)
-        return self.attention(self.pool(out))
+            out = torch.cat([x, out], dim=1)
+        return self.pool(self.attention(out))
 
 
 class VGGSmall(nn.Module):
@@ -96,6 +94,7 @@ class VGGSmall(nn.Module):
         connection: Literal["plain", "skip", "dense"] = "plain",
         batch_norm: bool = False,
         dropout: float = 0.0,
+        init: Literal["default", "kaiming"] = "default",
         attention: str = "none",
         reduction: int = 16,
         attention_kwargs: dict | None = None,
@@ -119,7 +118,7 @@ class VGGSmall(nn.Module):
                 channels,
                 mid,
                 out,
-                connection,
+                connection if index + 1 in CONNECTION_STAGES[connection] else "plain",
                 batch_norm,
                 stage_attention(attention, index + 1, attention_stages),
                 attn_kwargs,
@@ -139,15 +138,7 @@ class VGGSmall(nn.Module):
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
             nn.Linear(256, num_classes),
         )
-        # He initialisation keeps activations at scale through the ReLUs (there is no BN).
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self, init)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
