@@ -13,10 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from selab import models
-from selab.models import create_attention, eca_kernel_size, list_attention
+from selab.models import AttentionSpec, create_attention, eca_kernel_size, list_attention
 from selab.models.cifar_resnet import BasicBlock
+from selab.models.layers import attention_classes, variant_options
 
 VARIANTS = [name for name in list_attention() if name != "none"]
+# Variants without a bottleneck take no reduction.
+NO_REDUCTION = {
+    n for n, cls in attention_classes().items() if "reduction" not in variant_options(cls)
+}
 SE_FAMILY = [
     "se",
     "se_max",
@@ -88,7 +93,10 @@ def reference(name: str, module: nn.Module, x: torch.Tensor, gate=torch.sigmoid)
 
 
 def build(name: str, channels: int = 32, **kwargs) -> nn.Module:
-    """A variant with random weights everywhere (biases and BN statistics included), in eval mode."""
+    """A variant with random weights everywhere (biases and BN statistics included), in eval mode;
+    a ``reduction`` is passed only to variants that have a bottleneck."""
+    if name in NO_REDUCTION:
+        kwargs.pop("reduction", None)
     torch.manual_seed(0)
     module = create_attention(name, channels, **kwargs)
     with torch.no_grad():
@@ -103,15 +111,27 @@ def build(name: str, channels: int = 32, **kwargs) -> nn.Module:
 
 def test_every_variant_is_registered_and_has_a_reference():
     assert set(VARIANTS) == set(SE_FAMILY) | {"ca_conv", "cbam", "eca"}
+    assert NO_REDUCTION == {"ca_conv", "eca"}
     assert list_attention()[0] == "none"
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_forward_matches_the_reference(name):
-    module = build(name, 32, reduction=4)  # dropped for eca and ca_conv, as from a backbone
+    module = build(name, 32, reduction=4)
     x = torch.randn(3, 32, 6, 5)
     with torch.no_grad():
         torch.testing.assert_close(module(x), reference(name, module, x))
+
+
+def test_se_matches_torchvision_squeeze_excitation_with_the_same_weights():
+    import torchvision
+
+    torch.manual_seed(0)
+    se = create_attention("se", 64, reduction=16, min_hidden=1)
+    reference = torchvision.ops.SqueezeExcitation(64, 4)
+    reference.load_state_dict(se.state_dict())  # same names: fc1/fc2 as 1x1 convs
+    x = torch.randn(3, 64, 8, 8)
+    torch.testing.assert_close(se(x), reference(x))
 
 
 @pytest.mark.parametrize("gate", ["hard_sigmoid", "tanh"])
@@ -242,12 +262,14 @@ def test_eca_kernel_sizes_known_values():
     assert create_attention("eca", 64, kernel_size=5).conv.kernel_size == (5,)
 
 
-def test_options_reduction_is_dropped_only_where_there_is_no_bottleneck():
-    assert create_attention("eca", 64, reduction=16).conv.kernel_size == (3,)
-    assert create_attention("ca_conv", 64, reduction=16).fc1.out_channels == 64
+def test_options_the_variant_does_not_take_are_errors():
     assert create_attention("se", 64, reduction=4).fc1.out_channels == 16
+    with pytest.raises(ValueError, match="'eca' has no option 'reduction'; it takes beta, gamma"):
+        create_attention("eca", 64, reduction=16)
+    with pytest.raises(ValueError, match="'ca_conv' has no option 'reduction'"):
+        create_attention("ca_conv", 64, reduction=16)
     with pytest.raises(ValueError, match="'eca' has no option 'bias'; it takes beta, gamma"):
-        create_attention("eca", 64, reduction=16, bias=False)
+        create_attention("eca", 64, bias=False)
     with pytest.raises(ValueError, match="'ca_conv' has no option 'min_hidden'"):
         create_attention("ca_conv", 64, min_hidden=4)
     with pytest.raises(ValueError, match="'se' has no option 'kernel_size', 'spatial_kernel'"):
@@ -260,14 +282,29 @@ def test_options_reduction_is_dropped_only_where_there_is_no_bottleneck():
         create_attention("cbam", 64, spatial_kernel=6)
 
 
-def test_backbone_passes_options_and_rejects_unknown_ones():
-    for name in ("eca", "ca_conv"):  # the same config works with reduction set
-        models.resnet20(attention=name, reduction=4)
+def test_backbone_passes_the_spec_and_rejects_what_the_variant_does_not_take():
+    with pytest.raises(ValueError, match="'eca' has no option 'reduction'"):
+        models.resnet20(attention={"name": "eca", "reduction": 4})
     with pytest.raises(ValueError, match="'eca' has no option 'bias'"):
-        models.resnet20(attention="eca", attention_kwargs={"bias": False})
-    model = models.resnet20(attention="se_dual_add", reduction=4, attention_kwargs={"gate": "tanh"})
+        models.resnet20(attention={"name": "eca", "options": {"bias": False}})
+    spec = AttentionSpec(name="se_dual_add", reduction=4, options={"gate": "tanh"})
+    model = models.resnet20(attention=spec)
     assert isinstance(model.stages[2][0].attention.gate, nn.Tanh)
     assert model.stages[2][0].attention.fc1.out_channels == 16  # 64 // 4
+    # The same spec as a dict (YAML) and with another variant's name builds the same way.
+    assert n_params(models.resnet20(attention=spec)) == n_params(
+        models.resnet20(attention={"name": "se", "reduction": 4})
+    )
+    with pytest.raises(ValueError, match="unknown attention 'sse'"):
+        models.resnet20(attention="sse")
+    with pytest.raises(ValueError, match="reduction must be >= 1, got 0"):
+        models.resnet20(attention={"name": "se", "reduction": 0})
+    with pytest.raises(ValueError, match="attention has no field 'stage'"):
+        models.resnet20(attention={"name": "se", "stage": [2]})
+    with pytest.raises(ValueError, match="CifarResNet has stages 1..3; attention stages \\[4\\]"):
+        models.resnet20(attention={"name": "se", "stages": [4]})
+    with pytest.raises(ValueError, match="unknown attention position 'middle'"):
+        models.resnet20(attention={"name": "se", "position": "middle"})
 
 
 def block_params(name: str, channels: int) -> int:
@@ -327,9 +364,7 @@ def test_basic_block_attention_position(position, in_channels, out_channels, str
         in_channels,
         out_channels,
         stride,
-        attention="se",
-        attention_kwargs={"reduction": 4},
-        attention_position=position,
+        attention=AttentionSpec(name="se", reduction=4, position=position),
     )
     with torch.no_grad():
         for bn in (block.bn1, block.bn2):
@@ -359,14 +394,16 @@ def test_basic_block_attention_position(position, in_channels, out_channels, str
 
 
 def test_attention_stages_puts_attention_only_in_the_listed_stages():
-    model = models.resnet20(attention="eca", attention_stages=[1, 3])
+    model = models.resnet20(attention={"name": "eca", "stages": [1, 3]})
     kinds = [[type(b.attention).__name__ for b in stage] for stage in model.stages]
     eca = "EfficientChannelAttention"
     assert kinds == [[eca] * 3, ["Identity"] * 3, [eca] * 3]
     assert n_params(model) - n_params(models.resnet20()) == 6 * 3  # k = 3 at 16 and 64 channels
     # "pre" in stage 2 only: its first block sees the 16-channel input of the stage.
-    model = models.resnet20(attention="se", attention_stages=[2], attention_position="pre")
+    model = models.resnet20(attention={"name": "se", "stages": [2], "position": "pre"})
     widths = [b.attention.fc1.in_channels for b in model.stages[1]]
     assert widths == [16, 32, 32]
     assert all(isinstance(b.attention, nn.Identity) for s in (0, 2) for b in model.stages[s])
     assert n_params(model) - n_params(models.resnet20()) == se_params(16, 8) + 2 * se_params(32, 8)
+    # Every attention module knows its stage.
+    assert [b.attention.stage for b in model.stages[1]] == [2, 2, 2]

@@ -15,7 +15,7 @@ from selab import models
 from selab.cli import run
 from selab.models import SqueezeExcite
 from selab.models.shake_shake import ShakeBlock, shake
-from selab.models.zoo import REFERENCES, count_backbone, count_parameters, tolerance
+from selab.models.zoo import REFERENCES, count_backbone, count_parameters, describe, tolerance
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,14 +54,47 @@ def test_parameter_counts_match_the_papers(ref):
 
 def test_published_table_is_as_printed():
     # A typo in the references would make the test above meaningless: pin the paper numbers.
-    published = {(r.name, r.kwargs.get("alpha")): r.params for r in REFERENCES if r.params}
-    assert published[("resnet164", None)] == "1.7"
-    assert published[("wrn16_8", None)] == "11.0"
-    assert published[("mobilenetv1", None)] == "4.2"
-    assert published[("shake_shake26_2x32d", None)] == "2.9"
-    assert published[("shake_shake26_2x96d", None)] == "26.2"
-    assert published[("resnext29_8x64d", None)] == "34.4"
+    published = {describe(r): r.params for r in REFERENCES if r.params}
+    assert published["resnet164"] == "1.7"
+    assert published["wrn16_8"] == "11.0"
+    assert published["mobilenetv1"] == "4.2"
+    assert published["shake_shake26_2x32d"] == "2.9"
+    assert published["shake_shake26_2x96d"] == "26.2"
+    assert published["resnext29_8x64d"] == "34.4"
+    # The study networks, exactly as the notes' code builds them (the issue's counts).
+    assert published["vgg_small"] == "2.633418"
+    assert published["vgg_small(connection=skip)"] == "2.800522"
+    assert published["vgg_small(connection=dense)"] == "2.674602"
+    assert published["vgg_small(attention=ca_conv)"] == "2.641738"
+    assert published["mobilenetv1(stem=seed, attention=se)"] == "4.095678"
+    assert published["shake_shake26_2x32d(variant=seed)"] == "2.922714"
     assert tolerance("1.7") == 1e5 and tolerance("34.4") == 1e5 and tolerance("0.27") == 1e4
+    assert tolerance("2.633418") == 1
+
+
+# He et al. 2016, Table 6: CIFAR-10 ResNets (option A shortcuts); depth counts convs and the FC.
+CIFAR_RESNETS = {"resnet20": 0.27e6, "resnet32": 0.46e6, "resnet44": 0.66e6, "resnet56": 0.85e6}
+
+
+@pytest.mark.parametrize("name, published", CIFAR_RESNETS.items())
+def test_cifar_resnet_depth_and_parameters_match_he_et_al(name, published):
+    model = models.build_backbone(name)
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert convs + 1 == int(name[len("resnet") :])
+    assert abs(count_parameters(model) - published) / published < 0.02
+
+
+def test_resnet20_exact_count_by_hand():
+    # stem 3*16*9 + BN; stage1 3 blocks of two 16->16 convs; stage2/3 first block widens;
+    # two BN params per channel; FC 64*10 + 10.
+    stem = 3 * 16 * 9 + 32
+    stage1 = 3 * (2 * 16 * 16 * 9 + 2 * 32)
+    stage2 = (16 * 32 * 9 + 32 * 32 * 9 + 2 * 64) + 2 * (2 * 32 * 32 * 9 + 2 * 64)
+    stage3 = (32 * 64 * 9 + 64 * 64 * 9 + 2 * 128) + 2 * (2 * 64 * 64 * 9 + 2 * 128)
+    total = stem + stage1 + stage2 + stage3 + 64 * 10 + 10
+    assert count_parameters(models.resnet20()) == total == 269_722
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        models.CifarResNet(depth=21)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
@@ -87,7 +120,7 @@ def test_se_resnet50_matches_the_se_paper():
     assert se - base == se_cost(widths) == 2_530_992
     assert se == 28_088_024 and abs(se - 28.09e6) < 5e3
     no_bias = count_backbone(
-        "resnet50", stem="imagenet", attention="se", attention_kwargs={"bias": False}
+        "resnet50", stem="imagenet", attention={"name": "se", "options": {"bias": False}}
     )
     assert no_bias - base == sum(2 * c * c // 16 for c in widths) == 2_514_944
 
@@ -103,7 +136,7 @@ SE_WIDTHS = {
     ("resnext29_2x64d", ()): [256] * 3 + [512] * 3 + [1024] * 3,
     ("vgg_small", ()): [64],  # after the second stage only
     ("vgg_small", (("connection", "dense"),)): [35 + 64],
-    ("vgg_small", (("attention_stages", (1, 2, 3)),)): [32, 64, 256],
+    ("vgg_small", (("stages", (1, 2, 3)),)): [32, 64, 256],
 }
 
 
@@ -111,19 +144,20 @@ SE_WIDTHS = {
 def test_se_adds_the_closed_form_count(key):
     name, options = key
     kwargs = dict(options)
+    spec = {"name": "se", "stages": kwargs.pop("stages", None)}
     base = count_backbone(name, **kwargs)
     with torch.device("meta"):
-        model = models.build_backbone(name, attention="se", **kwargs)
+        model = models.build_backbone(name, attention=spec, **kwargs)
     assert count_parameters(model) - base == se_cost(SE_WIDTHS[key])
     assert n_se(model) == len(SE_WIDTHS[key])
 
 
 def test_attention_stages_limit_se_to_those_stages():
     with torch.device("meta"):
-        model = models.resnet50(attention="se", attention_stages=[4])
+        model = models.resnet50(attention={"name": "se", "stages": [4]})
     assert n_se(model) == 3 and all(n_se(getattr(model, f"layer{i}")) == 0 for i in (1, 2, 3))
     with torch.device("meta"):
-        model = models.shake_shake26_2x32d(attention="se", attention_stages=[1, 3])
+        model = models.shake_shake26_2x32d(attention={"name": "se", "stages": [1, 3]})
     assert [n_se(stage) for stage in model.stages] == [4, 0, 4]
 
 
@@ -160,18 +194,20 @@ def test_output_and_feature_shapes(name, kwargs, size, final):
 def test_vgg_small_fc_input_and_connections():
     assert models.vgg_small().classifier[1].in_features == 256 * 4 * 4 == 4096
     assert models.vgg_small(connection="skip").classifier[1].in_features == 4096
-    assert models.vgg_small(connection="dense").classifier[1].in_features == 355 * 16 == 5680
+    dense = models.vgg_small(connection="dense")
+    assert dense.classifier[1].in_features == 4096  # no concatenation after stage 3
+    assert [stage.convs[0].in_channels for stage in dense.stages] == [3, 3 + 32, 35 + 64]
     widths = [
         [m.out_channels for m in stage.convs if isinstance(m, nn.Conv2d)]
         for stage in models.vgg_small().stages
     ]
-    assert widths == [[16, 32], [64, 64], [128, 256]]  # six convs, three pairs
-    # skip adds a 3x3 projection of the stage input; with its weights at zero it is plain again.
+    assert widths == [[16, 32], [32, 64], [128, 256]]  # six convs, three pairs
+    # skip adds relu(conv3x3(stage input)); with its weights at zero it is plain again.
     torch.manual_seed(0)
     plain, skip = models.vgg_small().eval(), models.vgg_small(connection="skip").eval()
     skip.load_state_dict(plain.state_dict(), strict=False)
     for stage in skip.stages:
-        nn.init.zeros_(stage.projection.weight), nn.init.zeros_(stage.projection.bias)
+        nn.init.zeros_(stage.projection[0].weight), nn.init.zeros_(stage.projection[0].bias)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(skip(x), plain(x))
     with pytest.raises(ValueError, match="unknown connection 'res'"):
@@ -192,10 +228,19 @@ def test_vgg_small_fc_input_and_connections():
 @pytest.mark.parametrize("position", ["pre", "post", "identity"])
 def test_every_residual_backbone_takes_every_attention_position(name, kwargs, size, position):
     model = models.build_backbone(
-        name, num_classes=7, attention="se", attention_position=position, **kwargs
+        name, num_classes=7, attention={"name": "se", "position": position}, **kwargs
     )
     with torch.no_grad():
         assert model(torch.randn(2, 3, size, size)).shape == (2, 7)
+
+
+def test_resnet164_downsampling_unit_strides_in_its_first_1x1_conv():
+    # KaimingHe/resnet-1k-layers, resnet-pre-act.lua: Convolution(nIn, nBottleneck, 1, 1, stride).
+    unit = models.resnet164().stages[1][0]
+    assert unit.conv1.stride == (2, 2) and unit.conv1.kernel_size == (1, 1)
+    assert unit.conv2.stride == (1, 1) and unit.projection.stride == (2, 2)
+    x = torch.randn(1, 64, 8, 8)
+    assert unit(x).shape == (1, 128, 4, 4)
 
 
 def test_preact_units_with_a_zero_gate_pass_the_shortcut_only():
@@ -333,13 +378,29 @@ def test_injected_blocks_with_a_zero_gate_reduce_to_relu_of_the_shortcut():
         assert plain(torch.randn(2, 16, 8, 8)).abs().max() < 1e-6
 
 
+def test_mobilenet_v2_attention_sits_between_depthwise_and_projection():
+    # SE-MobileNet / MobileNetV3: on the expanded features after the depthwise conv, before the
+    # linear 1x1 projection; stages count resolutions.
+    torch.manual_seed(0)
+    model = models.inject_attention(torchvision.models.mobilenet_v2(), {"name": "se", "reduction": 4})
+    block = model.features[2]  # 16 -> 96 expand, depthwise stride 2, 96 -> 24 project
+    assert block.attention.fc1.in_channels == 96 and block.attention.fc1.out_channels == 24
+    assert [model.features[i].attention.stage for i in (1, 2, 3, 4)] == [1, 2, 2, 3]
+    block.eval()
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        expanded = block.conv[1](block.conv[0](x))
+        expected = block.conv[3](block.conv[2](block.attention(expanded)))
+        torch.testing.assert_close(block(x), expected)
+
+
 def test_injection_counts_match_the_native_backbones():
     se_tv = models.inject_attention(torchvision.models.resnet50(), "se")
     assert count_parameters(se_tv) == 28_088_024  # = selab's SE-ResNet-50, the SE paper's 28.09M
     with torch.device("meta"):  # 69M parameters: count without allocating them
         wide = torchvision.models.wide_resnet50_2()
         before = count_parameters(wide)
-        models.inject_attention(wide, "se", attention_stages=[4])
+        models.inject_attention(wide, {"name": "se", "stages": [4]})
     assert count_parameters(wide) - before == se_cost([2048] * 3)
 
 
@@ -351,8 +412,10 @@ def test_inject_rejects_unsupported_and_already_injected_models():
     model = models.inject_attention(torchvision.models.resnet18(), "se")
     with pytest.raises(ValueError, match="already has attention"):
         models.inject_attention(model, "se")
-    with pytest.raises(ValueError, match="MobileNetV2 takes attention only at the standard"):
-        models.inject_attention(torchvision.models.mobilenet_v2(), "se", attention_position="post")
+    with pytest.raises(ValueError, match="MobileNetV2 takes attention position 'standard'"):
+        models.inject_attention(
+            torchvision.models.mobilenet_v2(), {"name": "se", "position": "post"}
+        )
     with pytest.raises(ValueError, match="unknown attention 'sse'"):
         models.inject_attention(torchvision.models.resnet18(), "sse")
 

@@ -1,78 +1,139 @@
-"""Every shipped config trains one step and validates one step on fabricated data in its format.
+"""Every shipped config, alone or composed as it is meant to be used, trains one step.
 
-``fast_dev_run`` runs one training and one validation batch with the config's own backbone,
-optimizer, scheduler and image size; only the data (fake files in the real on-disk format, two
-images a batch), the workers and the validation split size are overridden. A config whose
-attention is not registered yet is skipped, naming it; nothing else may be skipped.
+Configs compose: a recipe plus overlays (``lightning fit --config recipe.yaml --config arm.yaml``).
+The combinations run here are every (base + arm) of every study file, plus the improved recipes
+with their overlays listed in ``IMPROVED``; every YAML file under ``configs/`` must appear in at
+least one of them. ``fast_dev_run`` runs one training and one validation batch with the
+combination's own backbone, optimizer, scheduler and image size on fake files in the dataset's
+on-disk format; only the data location, the batch size (2) and the validation split size change.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO
-from fakedata import patch_cifar10_checksums, patch_stl10_checksums, write_cifar10, write_stl10
+from conftest import QUIET, REPO
+from fakedata import (
+    patch_cifar10_checksums,
+    patch_stl10_checksums,
+    write_cifar10,
+    write_imagefolder,
+    write_stl10,
+)
 from selab.cli import run
-from selab.models import list_attention
+from selab.study.spec import load_study
 
-CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
-WRITERS = {
-    "cifar10": (write_cifar10, patch_cifar10_checksums),
-    "stl10": (write_stl10, patch_stl10_checksums),
-}
+CONFIGS = REPO / "configs"
+STUDY_FILES = sorted(CONFIGS.rglob("study*.yaml"))
+ATTENTION = sorted((CONFIGS / "attention").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Batches of two images run fastest on one thread (and far faster on a busy machine, where
-    OpenMP threads of tiny ops wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def relative(*names: str) -> tuple[Path, ...]:
+    return tuple(CONFIGS / name for name in names)
+
+
+IMPROVED = [
+    relative("cifar10/resnet20.yaml"),
+    *[relative("cifar10/resnet20.yaml") + (overlay,) for overlay in ATTENTION],
+    relative("cifar10/resnet20.yaml", "cifar10/resnet56.yaml"),
+    relative("cifar10/resnet20.yaml", "cifar10/resnet110.yaml", "attention/se.yaml"),
+    relative("cifar10/resnet20.yaml", "cifar10/resnet164.yaml", "attention/se.yaml"),
+    relative("cifar10/resnet18.yaml", "attention/se_dual_add.yaml"),
+    relative("cifar10/wrn16_8.yaml", "attention/se.yaml"),
+    relative("cifar10/shake_shake26.yaml", "attention/se.yaml"),
+    relative("cifar10/vgg_small.yaml", "studies/vgg_small/dense.yaml"),
+    relative("cifar10/speedrun94.yaml"),
+    relative("cifar10/speedrun94.yaml", "cifar10/speedrun94_se.yaml"),
+    relative("stl10/resnet20.yaml", "attention/eca.yaml"),
+    relative("stl10/mobilenetv1.yaml", "studies/mobilenetv1_stl10/no_se.yaml"),
+]
+
+
+def study_combinations() -> list[tuple[Path, ...]]:
+    combos = []
+    for path in STUDY_FILES:
+        study = load_study(path)
+        for arm in study.arms.values():
+            combos.append((*study.base, *arm.configs))
+    return combos
+
+
+COMBINATIONS = list(dict.fromkeys([*IMPROVED, *study_combinations()]))
+# The largest networks run at their real size in the study tests only once.
+HEAVY = {"shake_shake26_2x96d", "resnet50"}
+
+
+def combo_id(combo: tuple[Path, ...]) -> str:
+    return "+".join(str(p.relative_to(CONFIGS).with_suffix("")) for p in combo)
+
+
+def merged_data(combo: tuple[Path, ...]) -> dict:
+    data: dict = {}
+    for path in combo:
+        data.update((yaml.safe_load(path.read_text()) or {}).get("data") or {})
+    return data
+
+
+def test_every_config_file_is_used_by_a_tested_combination():
+    used = {path.resolve() for combo in COMBINATIONS for path in combo}
+    files = {p.resolve() for p in CONFIGS.rglob("*.yaml")} - {p.resolve() for p in STUDY_FILES}
+    assert files - used == set(), "configs no tested combination uses"
+    assert len(STUDY_FILES) >= 7  # vgg, mobilenet, 2 pooling tables, shake, 4 SE-paper nets
+
+
+def test_overlays_are_small():
+    """An arm differs from its recipe by the lines that differ in the study: a few lines."""
+    recipes = {combo[0] for combo in COMBINATIONS}
+    overlays = {p for combo in COMBINATIONS for p in combo[1:]} - recipes
+    for path in overlays:
+        lines = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        assert len(lines) <= 8, f"{path} has {len(lines)} lines: is it a recipe?"
 
 
 @pytest.fixture(scope="module")
 def data_roots(tmp_path_factory):
     """One fake copy of each dataset for the whole module (writing them is the slow part)."""
     roots = {}
-    for name, (write, _) in WRITERS.items():
+    for name, write in (
+        ("cifar10", write_cifar10),
+        ("stl10", write_stl10),
+        ("imagefolder", write_imagefolder),
+    ):
         root = tmp_path_factory.mktemp(name)
         write(root)
         roots[name] = root
     return roots
 
 
-def test_every_config_is_covered():
-    assert len(CONFIGS) >= 20
-    for config in CONFIGS:
-        data = yaml.safe_load(config.read_text())["data"]
-        assert data.get("dataset", "cifar10") in WRITERS, f"{config}: no fake data for it"
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
-def test_config_runs_one_step(config, data_roots, in_tmp, monkeypatch):
-    spec = yaml.safe_load(config.read_text())
-    attention = spec["model"]["backbone"].get("init_args", {}).get("attention", "none")
-    if attention not in list_attention():
-        pytest.skip(f"attention {attention!r} is not registered yet")
-    dataset = spec["data"].get("dataset", "cifar10")
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=combo_id)
+def test_combination_runs_one_step(combo, data_roots, in_tmp, monkeypatch):
+    data = merged_data(combo)
+    dataset = data.get("dataset", "cifar10")
     root = data_roots[dataset]
-    WRITERS[dataset][1](monkeypatch, root)
-    args = [
-        "fit", "--config", str(config),
-        f"--data.root={root}", "--data.num_workers=0", "--data.batch_size=2",
-        "--data.download=false", "--trainer.fast_dev_run=true",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    if dataset == "cifar10":
+        patch_cifar10_checksums(monkeypatch, root)
+    elif dataset == "stl10":
+        patch_stl10_checksums(monkeypatch, root)
+    args = ["fit"]
+    for path in combo:
+        args += ["--config", str(path)]
+    args += [
+        f"--data.root={root}", "--data.batch_size=2", "--data.download=false",
+        "--trainer.fast_dev_run=true", *QUIET,
     ]  # fmt: skip
-    if spec["data"].get("val_size", 0):
+    if data.get("val_size", None) != 0:
         args.append("--data.val_size=10")  # the fake training splits are small
+    if any(name in combo_id(combo) for name in HEAVY):
+        args.append("--data.image_size=32")
     cli = run(args)
     assert cli.trainer.global_step == 1
     assert cli.model.num_classes == 10
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
-    size = spec["data"].get("image_size") or {"cifar10": 32, "stl10": 96}[dataset]
-    batch = next(iter(cli.datamodule.train_dataloader()))[0]
-    assert batch.shape[-2:] == (size, size)  # the model ran at the config's input size

@@ -4,6 +4,7 @@ from ._registry import build_backbone, list_backbones, register_backbone
 from .cifar_resnet import CifarResNet, resnet20, resnet32, resnet44, resnet56, resnet110
 from .inject import inject_attention, torchvision_backbone
 from .layers import (
+    AttentionSpec,
     Cbam,
     CbamChannelAttention,
     ConvChannelAttention,
@@ -37,10 +38,12 @@ from .shake_shake import (
     shake_shake26_2x64d,
     shake_shake26_2x96d,
 )
+from .speedrun import SpeedrunNet, speedrun_net  # noqa: F401
 from .vgg_small import VGGSmall, vgg_small
 from .wrn import WideResNet, wrn16_8, wrn28_10
 
 __all__ = [
+    "AttentionSpec",
     "Cbam",
     "CbamChannelAttention",
     "CifarResNeXt",

@@ -25,6 +25,15 @@ def _default(model: nn.Module) -> None:
 
 
 def _kaiming(model: nn.Module) -> None:
+    """He-normal convolutions (fan_out, ReLU gain), zero conv biases, identity BN; linear layers
+    keep PyTorch's default (He et al. 2015 as torchvision's ResNet applies it)."""
+    he_init_(model)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def _kaiming_in(model: nn.Module) -> None:
     """He-normal (fan_in, ReLU gain) convolutions and linear layers with zero biases, identity BN:
     keeps the activations' scale through ReLUs in networks without normalisation."""
     for m in model.modules():
@@ -41,9 +50,9 @@ def _torchvision(model: nn.Module) -> None:
     """torchvision's VGG / MobileNetV2 scheme: He-normal (fan_out) convolutions, identity BN,
     N(0, 0.01) fully connected layers, zero biases. 1x1 convolutions on a pooled (N, C, 1, 1)
     descriptor are fully connected layers too (the attention MLPs), so they get N(0, 0.01)."""
-    from .layers import get_attention, list_attention
+    from .layers import attention_classes
 
-    attention_types = tuple(get_attention(n) for n in list_attention() if n != "none")
+    attention_types = tuple(attention_classes().values())
     fully_connected = {
         id(conv)
         for module in model.modules()
@@ -68,6 +77,7 @@ def _torchvision(model: nn.Module) -> None:
 INIT_SCHEMES: dict[str, Callable[[nn.Module], None]] = {
     "default": _default,
     "kaiming": _kaiming,
+    "kaiming_in": _kaiming_in,
     "torchvision": _torchvision,
 }
 

@@ -6,36 +6,25 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from .layers.placement import stage_attention
-
-
-def attention_options(attention: str, reduction: int, attention_kwargs: dict | None) -> dict:
-    """The options every block passes to ``create_attention`` (none for ``attention="none"``)."""
-    return {} if attention == "none" else {"reduction": reduction, **(attention_kwargs or {})}
-
 
 def stack_stages(
     in_channels: int,
     out_channels: Sequence[int],
     blocks_per_stage: int,
-    make_block: Callable[[int, int, int, str], nn.Module],
-    attention: str = "none",
-    attention_stages: Sequence[int] | None = None,
+    make_block: Callable[[int, int, int], nn.Module],
 ) -> tuple[nn.Sequential, int]:
     """``len(out_channels)`` stages of ``blocks_per_stage`` blocks; every stage after the first
     halves the resolution in its first block (He et al.'s CIFAR layout).
 
-    ``make_block(in_channels, stage_index, stride, attention)`` builds one block whose output has
-    ``out_channels[stage_index]`` channels; ``attention`` is already "none" outside
-    ``attention_stages`` (1-based). Returns the stages and the final width.
+    ``make_block(in_channels, stage, stride)`` builds one block of 1-based ``stage`` whose output
+    has ``out_channels[stage - 1]`` channels. Returns the stages and the final width.
     """
     stages, channels = [], in_channels
-    for index, width in enumerate(out_channels):
-        stage_attn = stage_attention(attention, index + 1, attention_stages)
+    for stage, width in enumerate(out_channels, start=1):
         blocks = []
         for i in range(blocks_per_stage):
-            stride = 2 if index > 0 and i == 0 else 1
-            blocks.append(make_block(channels, index, stride, stage_attn))
+            stride = 2 if stage > 1 and i == 0 else 1
+            blocks.append(make_block(channels, stage, stride))
             channels = width
         stages.append(nn.Sequential(*blocks))
     return nn.Sequential(*stages), channels

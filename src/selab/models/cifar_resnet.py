@@ -6,9 +6,10 @@ Downsampling shortcuts are the paper's option A (subsample and zero-pad the new 
 parameters), which is what its parameter counts (0.27M for ResNet-20, ...) assume; option B
 (1x1 conv + BN projection) is available as ``shortcut="B"``.
 
-Attention (SE and friends, by name) sits at the end of the residual branch, before the addition,
-as in the SE paper's SE-ResNet module; ``attention_position`` moves it (pre / post / identity) and
-``attention_stages`` limits it to some stages (the paper's integration and stage ablations).
+Attention (an :class:`~selab.models.layers.AttentionSpec` or a variant's name) sits at the end of
+the residual branch, before the addition, as in the SE paper's SE-ResNet module; the spec's
+``position`` moves it (pre / post / identity) and its ``stages`` limit it to some of the three
+stages (the paper's integration and stage ablations).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
-from ._stages import attention_options, stack_stages
-from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward
+from ._stages import stack_stages
+from .layers import AttentionSpec, parse_attention
+from .layers.placement import attach_attention, residual_forward
 
 
 class PadShortcut(nn.Module):
@@ -62,9 +63,8 @@ class BasicBlock(nn.Module):
         planes: int,
         stride: int = 1,
         shortcut: str = "A",
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
     ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
@@ -72,9 +72,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.attention_position = check_position(attention_position)
-        width = attention_channels(attention_position, in_channels, out_channels)
-        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
         self.shortcut = make_shortcut(in_channels, out_channels, stride, shortcut)
         self.relu = nn.ReLU(inplace=True)
 
@@ -88,10 +86,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """Generic CIFAR ResNet: ``depth = 6n + 2`` for basic blocks.
-
-    ``attention_stages`` lists the 1-based stages that get attention (all when None).
-    """
+    """Generic CIFAR ResNet: ``depth = 6n + 2`` for basic blocks."""
 
     def __init__(
         self,
@@ -99,11 +94,7 @@ class CifarResNet(nn.Module):
         num_classes: int = 10,
         widths: tuple[int, int, int] = (16, 32, 64),
         shortcut: str = "A",
-        attention: str = "none",
-        reduction: int = 16,
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
-        attention_stages: list[int] | None = None,
+        attention: AttentionSpec | str = "none",
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -113,7 +104,8 @@ class CifarResNet(nn.Module):
             )
         blocks_per_stage = (depth - 2) // 6
         block = BasicBlock
-        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
+        spec = parse_attention(attention)
+        spec.check_stages(len(widths), "CifarResNet")
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
@@ -124,11 +116,7 @@ class CifarResNet(nn.Module):
             widths[0],
             [w * block.expansion for w in widths],
             blocks_per_stage,
-            lambda cin, i, stride, attn: block(
-                cin, widths[i], stride, shortcut, attn, attn_kwargs, attention_position
-            ),
-            attention,
-            attention_stages,
+            lambda cin, stage, stride: block(cin, widths[stage - 1], stride, shortcut, spec, stage),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)

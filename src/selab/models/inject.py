@@ -1,15 +1,23 @@
 """Attention in torchvision models: :func:`inject_attention` and the :func:`torchvision_backbone` builder.
 
-``inject_attention(model, "se")`` adds an attention module to every residual block of a torchvision
-ResNet, ResNeXt or Wide ResNet (``BasicBlock`` / ``Bottleneck``) and MobileNetV2
-(``InvertedResidual``), in place, at the SE paper's standard position: after the last BN of the
-residual branch, before the addition, so a block computes ``relu(attn(bn_last(...)) + identity)``
-(MobileNetV2: ``x + attn(bn_last(...))``, or ``attn(bn_last(...))`` in blocks without a
-shortcut). Each block keeps its module and parameter names (the attention is a new ``attention``
-sub-module), so pretrained torchvision weights load before or after injection; the block's
-class is swapped for a subclass whose forward runs through
-:func:`selab.models.layers.placement.residual_forward`, so ResNet-family blocks also take the
-``pre`` / ``post`` / ``identity`` positions and ``attention_stages`` (1-based ``layer1``..``layer4``).
+``inject_attention(model, "se")`` adds an attention module to every block of a torchvision
+ResNet, ResNeXt or Wide ResNet (``BasicBlock`` / ``Bottleneck``) or MobileNetV2
+(``InvertedResidual``), in place:
+
+* ResNet family: the SE paper's SE-ResNet module, after the last BN of the residual branch and
+  before the addition, so a block computes ``relu(attn(bn_last(...)) + identity)``; the spec's
+  ``position`` (pre / post / identity) and ``stages`` (``layer1`` .. ``layer4`` are stages 1-4)
+  apply as in selab's own ResNets.
+* MobileNetV2: where the SE paper's SE-MobileNet and MobileNetV3 (Howard et al. 2019, Fig. 4) put
+  it: on the expanded features after the depthwise conv-BN-ReLU6, before the linear 1x1
+  projection. MobileNetV3 squeezes to a quarter of the expanded width (``reduction: 4``) with a
+  hard-sigmoid gate (``options: {gate: hard_sigmoid}``); both are the user's choice here. Stages
+  count resolutions (each stride-2 block starts the next one, stages 1-5); only ``standard``
+  position exists.
+
+Each block keeps its module and parameter names (the attention is a new ``attention``
+sub-module), so pretrained torchvision weights load before or after injection; the block's class
+is swapped for a subclass whose forward applies the attention.
 
 From YAML::
 
@@ -20,8 +28,7 @@ From YAML::
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator
 
 import torch
 import torchvision
@@ -30,16 +37,16 @@ from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ._registry import register_backbone
-from .layers import create_attention
-from .layers.placement import attention_channels, check_position
+from .layers import AttentionSpec, parse_attention
+from .layers.placement import attach_attention
 from .resnet import BasicForward, BottleneckForward
 
 # What inject_attention supports, named in its error messages.
 SUPPORTED = (
     "torchvision ResNet (resnet18/34/50/101/152), ResNeXt (resnext50_32x4d, resnext101_32x8d, "
     "resnext101_64x4d) and Wide ResNet (wide_resnet50_2, wide_resnet101_2) models, whose blocks "
-    "are torchvision.models.resnet.BasicBlock / Bottleneck, and MobileNetV2 (mobilenet_v2, "
-    "torchvision.models.mobilenetv2.InvertedResidual blocks)"
+    "are torchvision.models.resnet.BasicBlock / Bottleneck in layer1..layer4, and MobileNetV2 "
+    "(mobilenet_v2, torchvision.models.mobilenetv2.InvertedResidual blocks in features)"
 )
 
 
@@ -58,13 +65,14 @@ class AttentiveBottleneck(BottleneckForward, Bottleneck):
 
 
 class AttentiveInvertedResidual(InvertedResidual):
-    """MobileNetV2's block with ``self.attention`` after its last (linear pointwise) BN."""
+    """MobileNetV2's block with ``self.attention`` between the depthwise conv-BN-ReLU6 and the
+    linear pointwise projection."""
 
     attention: nn.Module
-    attention_position: str = "standard"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.attention(self.conv(x))
+        expanded = self.attention(self.conv[:-2](x))
+        out = self.conv[-1](self.conv[-2](expanded))
         return x + out if self.use_res_connect else out
 
 
@@ -75,65 +83,55 @@ ATTENTIVE = {
 }
 
 
-def _block_widths(block: nn.Module) -> tuple[int, int]:
-    """(input, output) channels of a supported block."""
-    if isinstance(block, InvertedResidual):
-        return block.conv[0][0].in_channels, block.out_channels
-    last_bn = block.bn3 if isinstance(block, Bottleneck) else block.bn2
-    return block.conv1.in_channels, last_bn.num_features
+def _staged_blocks(model: nn.Module) -> Iterator[tuple[int, nn.Module]]:
+    """(1-based stage, block) for every supported block, read from the model's structure."""
+    layers = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
+    if all(isinstance(layer, nn.Sequential) for layer in layers):
+        for stage, layer in enumerate(layers, start=1):
+            for block in layer:
+                if type(block) in (BasicBlock, Bottleneck):
+                    yield stage, block
+        return
+    features = getattr(model, "features", None)
+    if isinstance(features, nn.Sequential):
+        stage = 1
+        for block in features:
+            if type(block) is InvertedResidual:
+                if block.stride == 2:
+                    stage += 1
+                yield stage, block
 
 
-def _stage(name: str) -> int | None:
-    match = re.search(r"(?:^|\.)layer(\d+)\.\d+$", name)
-    return int(match.group(1)) if match else None
-
-
-def inject_attention(
-    model: nn.Module,
-    attention: str = "se",
-    reduction: int = 16,
-    attention_kwargs: dict | None = None,
-    attention_position: str = "standard",
-    attention_stages: Sequence[int] | None = None,
-) -> nn.Module:
-    """Add ``attention`` to every residual block of a torchvision model, in place; returns it.
+def inject_attention(model: nn.Module, attention: AttentionSpec | str = "se") -> nn.Module:
+    """Add ``attention`` to every supported block of a torchvision model, in place; returns it.
 
     ``attention="none"`` leaves the model as it is. Raises ``TypeError`` for models without
     supported blocks (the message lists what is supported) and ``ValueError`` for a model that
     already has attention injected.
     """
-    check_position(attention_position)
-    blocks = [(n, m) for n, m in model.named_modules() if type(m) in ATTENTIVE]
+    spec = parse_attention(attention)
     if any(isinstance(m, tuple(ATTENTIVE.values())) for m in model.modules()):
         raise ValueError("this model already has attention injected; inject into a fresh model")
+    blocks = list(_staged_blocks(model))
     if not blocks:
         raise TypeError(
             f"inject_attention does not support {type(model).__name__}: it supports {SUPPORTED}"
         )
-    if attention == "none":
+    if not spec.enabled:
         return model
-    if any(isinstance(m, InvertedResidual) for _, m in blocks) and (
-        attention_position != "standard" or attention_stages is not None
-    ):
-        raise ValueError(
-            "MobileNetV2 takes attention only at the standard position (after the last BN of "
-            "each inverted residual block) and in every block: attention_position must be "
-            "'standard' and attention_stages None"
-        )
-    kwargs = {"reduction": reduction, **(attention_kwargs or {})}
-    for name, block in blocks:
-        if attention_stages is not None:
-            stage = _stage(name)
-            if stage is None:
-                raise ValueError(f"cannot tell the stage of block {name!r} for attention_stages")
-            if stage not in attention_stages:
-                continue
-        width = attention_channels(attention_position, *_block_widths(block))
+    mobilenet = isinstance(blocks[0][1], InvertedResidual)
+    if mobilenet:
+        spec.require_position("standard", backbone="MobileNetV2")
+    spec.check_stages(max(stage for stage, _ in blocks), type(model).__name__)
+    for stage, block in blocks:
         reference = next(block.parameters())
-        module = create_attention(attention, width, **kwargs)
+        if mobilenet:
+            block.attention = spec.create(block.conv[-2].in_channels, stage)
+        else:
+            last_bn = block.bn3 if isinstance(block, Bottleneck) else block.bn2
+            attach_attention(block, spec, stage, block.conv1.in_channels, last_bn.num_features)
+        block.attention.to(device=reference.device, dtype=reference.dtype)
         block.__class__ = ATTENTIVE[type(block)]
-        block.attention = module.to(device=reference.device, dtype=reference.dtype)
-        block.attention_position = attention_position
     return model
 
 
@@ -159,11 +157,7 @@ def torchvision_backbone(
     name: str = "resnet50",
     num_classes: int = 1000,
     weights: str | None = None,
-    attention: str = "none",
-    reduction: int = 16,
-    attention_kwargs: dict | None = None,
-    attention_position: str = "standard",
-    attention_stages: list[int] | None = None,
+    attention: AttentionSpec | str = "none",
     model_kwargs: dict | None = None,
 ) -> nn.Module:
     """Any torchvision classification model by ``name``, with attention injected.
@@ -185,8 +179,6 @@ def torchvision_backbone(
     else:
         model = torchvision.models.get_model(name, weights=weights, **kwargs)
         _replace_head(model, num_classes)
-    if attention == "none":  # any torchvision model, as it is
+    if not parse_attention(attention).enabled:  # any torchvision model, as it is
         return model
-    return inject_attention(
-        model, attention, reduction, attention_kwargs, attention_position, attention_stages
-    )
+    return inject_attention(model, attention)

@@ -8,11 +8,13 @@ average pooling and one FC layer: 1.70M parameters (the paper's 1.7M).
 
 Where the channel count or resolution changes, the shortcut is a 1x1 conv projection. As in the
 authors' code and Zagoruyko & Komodakis' WRNs, that unit's BN-ReLU is shared: the projection and
-the residual branch both start from ``relu(bn1(x))``. The stride sits in the 3x3 conv.
+the residual branch both start from ``relu(bn1(x))``. A downsampling bottleneck strides in its
+first 1x1 conv, as in the authors' code (KaimingHe/resnet-1k-layers, ``resnet-pre-act.lua``);
+the basic unit (WRN) strides in its first 3x3 conv.
 
-Attention sits at the end of the residual branch (after its last conv), before the addition;
-``attention_position`` / ``attention_stages`` follow :mod:`selab.models.layers.placement` (``pre``
-is the start of the branch: after the shared pre-activation in projecting units, before BN in the
+Attention sits at the end of the residual branch (after its last conv), before the addition; the
+spec's ``position`` / ``stages`` follow :class:`~selab.models.layers.AttentionSpec` (``pre`` is the
+start of the branch: after the shared pre-activation in projecting units, before BN in the
 others).
 """
 
@@ -25,9 +27,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
-from ._stages import attention_options, stack_stages
-from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward
+from ._stages import stack_stages
+from .layers import AttentionSpec, parse_attention
+from .layers.placement import attach_attention, residual_forward
 
 
 class PreActBlock(nn.Module):
@@ -35,18 +37,6 @@ class PreActBlock(nn.Module):
 
     bn1: nn.BatchNorm2d
     projection: nn.Module | None
-
-    def _init_attention(
-        self,
-        in_channels: int,
-        out_channels: int,
-        attention: str,
-        attention_kwargs: dict | None,
-        attention_position: str,
-    ) -> None:
-        self.attention_position = check_position(attention_position)
-        width = attention_channels(attention_position, in_channels, out_channels)
-        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
 
     def convs(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -88,9 +78,8 @@ class PreActBasicBlock(PreActBlock):
         in_channels: int,
         planes: int,
         stride: int = 1,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -101,16 +90,14 @@ class PreActBasicBlock(PreActBlock):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(planes, out_channels, 3, padding=1, bias=False)
         self.projection = _projection(in_channels, out_channels, stride)
-        self._init_attention(
-            in_channels, out_channels, attention, attention_kwargs, attention_position
-        )
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
 
     def convs(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.dropout(torch.relu(self.bn2(self.conv1(x)))))
 
 
 class PreActBottleneck(PreActBlock):
-    """BN-ReLU-conv1x1, BN-ReLU-conv3x3 (strided), BN-ReLU-conv1x1 to ``4 * planes``."""
+    """BN-ReLU-conv1x1 (strided), BN-ReLU-conv3x3, BN-ReLU-conv1x1 to ``4 * planes``."""
 
     expansion = 4
 
@@ -119,24 +106,21 @@ class PreActBottleneck(PreActBlock):
         in_channels: int,
         planes: int,
         stride: int = 1,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, stride=stride, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.projection = _projection(in_channels, out_channels, stride)
-        self._init_attention(
-            in_channels, out_channels, attention, attention_kwargs, attention_position
-        )
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
 
     def convs(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)
@@ -159,11 +143,7 @@ class PreActResNet(nn.Module):
         num_classes: int = 10,
         stem_width: int = 16,
         dropout: float = 0.0,
-        attention: str = "none",
-        reduction: int = 16,
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
-        attention_stages: list[int] | None = None,
+        attention: AttentionSpec | str = "none",
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -173,17 +153,16 @@ class PreActResNet(nn.Module):
         if blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
         block_cls = blocks[block]
-        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
+        spec = parse_attention(attention)
+        spec.check_stages(len(widths), type(self).__name__)
         self.stem = nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False)
         self.stages, channels = stack_stages(
             stem_width,
             [w * block_cls.expansion for w in widths],
             blocks_per_stage,
-            lambda cin, i, stride, attn: block_cls(
-                cin, widths[i], stride, attn, attn_kwargs, attention_position, dropout
+            lambda cin, stage, stride: block_cls(
+                cin, widths[stage - 1], stride, spec, stage, dropout
             ),
-            attention,
-            attention_stages,
         )
         self.bn = nn.BatchNorm2d(channels)
         self.pool = nn.AdaptiveAvgPool2d(1)

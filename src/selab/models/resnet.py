@@ -17,8 +17,8 @@ exactly and a torchvision ``state_dict`` loads into these models unchanged.
   CIFAR stem would run stage 1 at the full 96 px (9x the CIFAR cost for little gain).
 
 SE and the other attention modules sit at the end of each residual branch, after the last BN and
-before the addition (the SE paper's SE-ResNet module); ``attention_position`` and
-``attention_stages`` (1-based, of 4) follow :mod:`selab.models.layers.placement`.
+before the addition (the SE paper's SE-ResNet module); the spec's ``position`` and ``stages``
+(1-based, of 4) follow :class:`~selab.models.layers.AttentionSpec`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
-from ._stages import attention_options
-from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward, stage_attention
+from .layers import AttentionSpec, parse_attention
+from .layers.placement import attach_attention, residual_forward
 
 STEMS = ("imagenet", "cifar", "stl")
 
@@ -89,9 +88,8 @@ class BasicBlock(BasicForward, nn.Module):
         in_channels: int,
         planes: int,
         stride: int = 1,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
     ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
@@ -101,9 +99,7 @@ class BasicBlock(BasicForward, nn.Module):
         self.conv2 = nn.Conv2d(planes, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.downsample = _projection(in_channels, out_channels, stride)
-        self.attention_position = check_position(attention_position)
-        width = attention_channels(attention_position, in_channels, out_channels)
-        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
 
 
 class Bottleneck(BottleneckForward, nn.Module):
@@ -116,9 +112,8 @@ class Bottleneck(BottleneckForward, nn.Module):
         in_channels: int,
         planes: int,
         stride: int = 1,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
     ) -> None:
         super().__init__()
         out_channels = planes * self.expansion
@@ -130,9 +125,7 @@ class Bottleneck(BottleneckForward, nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _projection(in_channels, out_channels, stride)
-        self.attention_position = check_position(attention_position)
-        width = attention_channels(attention_position, in_channels, out_channels)
-        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -152,11 +145,7 @@ class ResNet(nn.Module):
         layers: tuple[int, int, int, int] = (2, 2, 2, 2),
         num_classes: int = 1000,
         stem: Literal["imagenet", "cifar", "stl"] = "imagenet",
-        attention: str = "none",
-        reduction: int = 16,
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
-        attention_stages: list[int] | None = None,
+        attention: AttentionSpec | str = "none",
         in_channels: int = 3,
         zero_init_residual: bool = False,
     ) -> None:
@@ -168,7 +157,8 @@ class ResNet(nn.Module):
         if len(layers) != 4:
             raise ValueError(f"layers gives the blocks of the 4 stages, got {layers}")
         block_cls = BLOCKS[block]
-        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
+        spec = parse_attention(attention)
+        spec.check_stages(4, "ResNet")
         self.stem_type = stem
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -179,16 +169,13 @@ class ResNet(nn.Module):
         self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, stride=2, padding=1)
 
         channels = 64
-        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
-            stage_attn = stage_attention(attention, index + 1, attention_stages)
+        for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), layers, strict=True), 1):
             blocks = []
             for i in range(count):
-                stride = 2 if index > 0 and i == 0 else 1
-                blocks.append(
-                    block_cls(channels, planes, stride, stage_attn, attn_kwargs, attention_position)
-                )
+                stride = 2 if stage > 1 and i == 0 else 1
+                blocks.append(block_cls(channels, planes, stride, spec, stage))
                 channels = planes * block_cls.expansion
-            self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
+            self.add_module(f"layer{stage}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels

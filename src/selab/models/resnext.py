@@ -10,8 +10,8 @@ where the shape changes), then ReLU. The width per group ``d`` doubles with each
 output width does. Parameters: 8x64d 34.4M and 16x64d 68.1M (the paper's Table 7); 2x64d and
 4x64d are the smaller points of its cardinality comparison.
 
-Attention sits after the last BN of the branch, before the addition (``attention_position`` and
-``attention_stages`` as in :mod:`selab.models.layers.placement`).
+Attention sits after the last BN of the branch, before the addition (the spec's ``position`` and
+``stages`` as in :class:`~selab.models.layers.AttentionSpec`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
-from ._stages import attention_options, stack_stages
-from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward
+from ._stages import stack_stages
+from .layers import AttentionSpec, parse_attention
+from .layers.placement import attach_attention, residual_forward
 
 
 class ResNeXtBottleneck(nn.Module):
@@ -34,9 +34,8 @@ class ResNeXtBottleneck(nn.Module):
         stride: int,
         cardinality: int,
         group_width: int,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
     ) -> None:
         super().__init__()
         inner = cardinality * group_width
@@ -57,9 +56,7 @@ class ResNeXtBottleneck(nn.Module):
             if stride != 1 or in_channels != out_channels
             else None
         )
-        self.attention_position = check_position(attention_position)
-        width = attention_channels(attention_position, in_channels, out_channels)
-        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn_reduce(self.conv_reduce(x)))
@@ -84,18 +81,15 @@ class CifarResNeXt(nn.Module):
         cardinality: int = 8,
         base_width: int = 64,
         num_classes: int = 10,
-        attention: str = "none",
-        reduction: int = 16,
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
-        attention_stages: list[int] | None = None,
+        attention: AttentionSpec | str = "none",
         in_channels: int = 3,
     ) -> None:
         super().__init__()
         if depth < 11 or (depth - 2) % 9:
             raise ValueError(f"CIFAR ResNeXt depth must be 9n + 2 (29, ...), got {depth}")
         blocks_per_stage = (depth - 2) // 9
-        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
+        spec = parse_attention(attention)
+        spec.check_stages(3, "CifarResNeXt")
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, 64, 3, padding=1, bias=False),
             nn.BatchNorm2d(64),
@@ -106,18 +100,15 @@ class CifarResNeXt(nn.Module):
             64,
             [256 * 2**i for i in range(3)],
             blocks_per_stage,
-            lambda cin, i, stride, attn: ResNeXtBottleneck(
+            lambda cin, stage, stride: ResNeXtBottleneck(
                 cin,
-                256 * 2**i,
+                256 * 2 ** (stage - 1),
                 stride,
                 cardinality,
-                base_width * 2**i,
-                attn,
-                attn_kwargs,
-                attention_position,
-            ),  # fmt: skip
-            attention,
-            attention_stages,
+                base_width * 2 ** (stage - 1),
+                spec,
+                stage,
+            ),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)

@@ -15,8 +15,19 @@ by one pixel (so it samples the pixels the first skips), concatenated and batch-
 where keep reuses the forward ``alpha``) and ``shake_level`` (``image`` | ``batch``) are the
 paper's variants; the defaults are its best CIFAR-10 model, Shake-Shake-Image.
 
-Attention is applied to the mixed residual, before the addition (``attention_position`` and
-``attention_stages`` as in :mod:`selab.models.layers.placement`).
+``variant: seed`` builds the network of the Shake-Shake study's code (``shared/seeds/004``,
+``ShakeResNet``) instead of the paper's: the stem is conv-BN-ReLU; the projection shortcut
+(``SkippingBranch``) has no BatchNorm; nothing follows the last stage before the pooling (no
+ReLU); the classifier keeps PyTorch's default initialisation. The study's branches start with an
+in-place ReLU, which also rectifies the block input that its shortcut carries, so every shortcut
+sees ``relu(x)``; selab computes that forward without the in-place op (the printed code fails to
+backpropagate in current PyTorch: "modified by an inplace operation"). 2x32d: 2,922,714
+parameters. Its ``SkippingBranch`` maps C to 2C channels (two C -> C 1x1 convs), which only fits
+2x32d (16 -> 32 -> 64 -> 128); for wider models each path maps to half the output channels, as in
+the paper.
+
+Attention is applied to the mixed residual, before the addition (the spec's ``position`` and
+``stages`` as in :class:`~selab.models.layers.AttentionSpec`).
 """
 
 from __future__ import annotations
@@ -29,9 +40,11 @@ from torch import nn
 
 from ._init import he_init_
 from ._registry import register_backbone
-from ._stages import attention_options, stack_stages
-from .layers import create_attention
-from .layers.placement import attention_channels, check_position, residual_forward
+from ._stages import stack_stages
+from .layers import AttentionSpec, parse_attention
+from .layers.placement import attach_attention, residual_forward
+
+VARIANTS = ("paper", "seed")
 
 
 class ShakeShake(torch.autograd.Function):
@@ -72,14 +85,17 @@ def shake(
 
 
 class ShakeShortcut(nn.Module):
-    """ReLU, two shifted 1x1-average-pooled 1x1-conv paths (half the channels each), concat, BN."""
+    """ReLU, two shifted 1x1-average-pooled 1x1-conv paths (half the channels each), concat, BN
+    (no BN with ``batch_norm=False``, the study's ``SkippingBranch``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, batch_norm: bool = True
+    ) -> None:
         super().__init__()
         self.stride = stride
         self.conv1 = nn.Conv2d(in_channels, out_channels // 2, 1, bias=False)
         self.conv2 = nn.Conv2d(in_channels, out_channels - out_channels // 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
@@ -105,37 +121,44 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 
 class ShakeBlock(nn.Module):
+    """Two shaken residual branches and a shortcut; ``rectified_shortcut`` gives the shortcut
+    ``relu(x)`` (the study's code) instead of ``x``."""
+
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         stride: int = 1,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
         shake_forward: str = "shake",
         shake_backward: str = "shake",
         shake_level: str = "image",
+        rectified_shortcut: bool = False,
+        shortcut_batch_norm: bool = True,
     ) -> None:
         super().__init__()
         self.branch1 = _branch(in_channels, out_channels, stride)
         self.branch2 = _branch(in_channels, out_channels, stride)
         self.shortcut = (
-            ShakeShortcut(in_channels, out_channels, stride)
+            ShakeShortcut(in_channels, out_channels, stride, shortcut_batch_norm)
             if stride != 1 or in_channels != out_channels
             else None
         )
+        self.rectified_shortcut = rectified_shortcut
         self.shake_modes = (shake_forward, shake_backward, shake_level)
-        self.attention_position = check_position(attention_position)
-        width = attention_channels(attention_position, in_channels, out_channels)
-        self.attention = create_attention(attention, width, **(attention_kwargs or {}))
+        attach_attention(self, parse_attention(attention), stage, in_channels, out_channels)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return shake(self.branch1(x), self.branch2(x), self.training, *self.shake_modes)
 
+    def skip(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut is not None:
+            return self.shortcut(x)  # starts with its own ReLU
+        return F.relu(x) if self.rectified_shortcut else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = _identity if self.shortcut is None else self.shortcut
-        return residual_forward(x, self.branch, shortcut, self.attention, self.attention_position)
+        return residual_forward(x, self.branch, self.skip, self.attention, self.attention_position)
 
 
 class ShakeShakeNet(nn.Module):
@@ -149,11 +172,8 @@ class ShakeShakeNet(nn.Module):
         shake_forward: Literal["shake", "even"] = "shake",
         shake_backward: Literal["shake", "even", "keep"] = "shake",
         shake_level: Literal["image", "batch"] = "image",
-        attention: str = "none",
-        reduction: int = 16,
-        attention_kwargs: dict | None = None,
-        attention_position: str = "standard",
-        attention_stages: list[int] | None = None,
+        variant: Literal["paper", "seed"] = "paper",
+        attention: AttentionSpec | str = "none",
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -163,41 +183,45 @@ class ShakeShakeNet(nn.Module):
             ("shake_forward", shake_forward, ("shake", "even")),
             ("shake_backward", shake_backward, ("shake", "even", "keep")),
             ("shake_level", shake_level, ("image", "batch")),
+            ("variant", variant, VARIANTS),
         ):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         blocks_per_stage = (depth - 2) // 6
-        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
-        )
+        spec = parse_attention(attention)
+        spec.check_stages(3, "ShakeShakeNet")
+        seed = variant == "seed"
+        self.variant = variant
+        stem: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)]
+        stem += [nn.BatchNorm2d(16), nn.ReLU(inplace=True)] if seed else [nn.BatchNorm2d(16)]
+        self.stem = nn.Sequential(*stem)
         widths = (width, 2 * width, 4 * width)
         self.stages, channels = stack_stages(
             16,
             widths,
             blocks_per_stage,
-            lambda cin, i, stride, attn: ShakeBlock(
+            lambda cin, stage, stride: ShakeBlock(
                 cin,
-                widths[i],
+                widths[stage - 1],
                 stride,
-                attn,
-                attn_kwargs,
-                attention_position,
+                spec,
+                stage,
                 shake_forward,
                 shake_backward,
                 shake_level,
-            ),  # fmt: skip
-            attention,
-            attention_stages,
+                rectified_shortcut=seed,
+                shortcut_batch_norm=not seed,
+            ),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.num_features = channels
 
-        he_init_(self, zero_linear_bias=True)
+        he_init_(self, zero_linear_bias=not seed)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.stages(self.stem(x)))
+        features = self.stages(self.stem(x))
+        return features if self.variant == "seed" else F.relu(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))

@@ -18,18 +18,19 @@ then FC 4096 -> 512 -> 256 -> 10 with ReLU between: 2,633,418 parameters.
   (the study comments out the third concatenation), so stage 2 takes 32 + 3 = 35 channels, stage 3
   takes 64 + 35 = 99 and the FC input stays 256 x 4 x 4 = 4096: 2,674,602.
 
-Attention follows the connection of the stages in ``attention_stages`` (1-based; default stage 2,
-where the study put it), before the pooling. The study's channel attention is ``ca_conv``
+Attention follows the connection of the spec's ``stages`` (1-based; stage 2 when the spec names
+none, where the study put it), before the pooling. The study's channel attention is ``ca_conv``
 (pooling, 1x1 conv 64 -> 64, ReLU, 1x1 conv 64 -> 64, sigmoid): 2,641,738 with plain connections.
 
 ``init``: ``default`` keeps PyTorch's own initialisation (what the study's code does);
-``kaiming`` draws He-normal weights and zero biases, which trains this BN-free net faster.
+``kaiming_in`` draws He-normal (fan_in) weights and zero biases, which trains this BN-free net
+faster.
 ``batch_norm: true`` adds BN after every conv (the study has none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -37,9 +38,7 @@ from torch import nn
 
 from ._init import init_weights
 from ._registry import register_backbone
-from ._stages import attention_options
-from .layers import create_attention
-from .layers.placement import stage_attention
+from .layers import AttentionSpec, parse_attention
 
 # (mid, out) channels of the three stages; the input of each is the previous stage's output.
 STAGES = ((16, 32), (32, 64), (128, 256))
@@ -58,8 +57,8 @@ class VGGStage(nn.Module):
         out_channels: int,
         connection: str = "plain",
         batch_norm: bool = False,
-        attention: str = "none",
-        attention_kwargs: dict | None = None,
+        attention: AttentionSpec | str = "none",
+        stage: int | None = None,
     ) -> None:
         super().__init__()
         self.connection = connection
@@ -73,9 +72,11 @@ class VGGStage(nn.Module):
         self.convs = nn.Sequential(
             *conv(in_channels, mid_channels), *conv(mid_channels, out_channels)
         )
-        self.projection = nn.Sequential(*conv(in_channels, out_channels)) if connection == "skip" else None
+        self.projection = (
+            nn.Sequential(*conv(in_channels, out_channels)) if connection == "skip" else None
+        )
         self.out_channels = out_channels + (in_channels if connection == "dense" else 0)
-        self.attention = create_attention(attention, self.out_channels, **(attention_kwargs or {}))
+        self.attention = parse_attention(attention).create(self.out_channels, stage)
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,11 +95,8 @@ class VGGSmall(nn.Module):
         connection: Literal["plain", "skip", "dense"] = "plain",
         batch_norm: bool = False,
         dropout: float = 0.0,
-        init: Literal["default", "kaiming"] = "default",
-        attention: str = "none",
-        reduction: int = 16,
-        attention_kwargs: dict | None = None,
-        attention_stages: Sequence[int] | None = (2,),
+        init: Literal["default", "kaiming", "kaiming_in", "torchvision"] = "default",
+        attention: AttentionSpec | str = "none",
         image_size: int = 32,
         in_channels: int = 3,
     ) -> None:
@@ -111,7 +109,11 @@ class VGGSmall(nn.Module):
             raise ValueError(
                 f"image_size must be a multiple of 8 (three 2x2 poolings), got {image_size}"
             )
-        attn_kwargs = attention_options(attention, reduction, attention_kwargs)
+        spec = parse_attention(attention)
+        if spec.stages is None:
+            spec = replace(spec, stages=(2,))
+        spec.require_position("standard", backbone="VGGSmall")
+        spec.check_stages(len(STAGES), "VGGSmall")
         stages, channels = [], in_channels
         for index, (mid, out) in enumerate(STAGES):
             stage = VGGStage(
@@ -120,8 +122,8 @@ class VGGSmall(nn.Module):
                 out,
                 connection if index + 1 in CONNECTION_STAGES[connection] else "plain",
                 batch_norm,
-                stage_attention(attention, index + 1, attention_stages),
-                attn_kwargs,
+                spec,
+                index + 1,
             )
             stages.append(stage)
             channels = stage.out_channels

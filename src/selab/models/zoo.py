@@ -61,10 +61,40 @@ REFERENCES = (
         "Howard et al. 2017, Table 6 (alpha 0.5)",
         {"num_classes": 1000, "alpha": 0.5},
     ),
-    Reference("vgg_small", None, "course study (plain)", {"num_classes": 10}),
-    Reference("vgg_small", None, "course study (skip)", {"num_classes": 10, "connection": "skip"}),
+    Reference("vgg_small", "2.633418", "VGG study note's code (exact)", {"num_classes": 10}),
     Reference(
-        "vgg_small", None, "course study (dense)", {"num_classes": 10, "connection": "dense"}
+        "vgg_small",
+        "2.800522",
+        "VGG study note's code (exact)",
+        {"num_classes": 10, "connection": "skip"},
+    ),
+    Reference(
+        "vgg_small",
+        "2.674602",
+        "VGG study note's code (exact)",
+        {"num_classes": 10, "connection": "dense"},
+    ),
+    Reference(
+        "vgg_small",
+        "2.641738",
+        "VGG study note's code (exact)",
+        {"num_classes": 10, "attention": "ca_conv"},
+    ),
+    Reference(
+        "mobilenetv1",
+        "4.095678",
+        "STL10 study note's code with SE (exact)",
+        {
+            "num_classes": 10,
+            "stem": "seed",
+            "attention": {"name": "se", "options": {"min_hidden": 1}},
+        },
+    ),
+    Reference(
+        "shake_shake26_2x32d",
+        "2.922714",
+        "Shake-Shake note's code (exact)",
+        {"num_classes": 10, "variant": "seed"},
     ),
     Reference("shake_shake26_2x32d", "2.9", "Gastaldi 2017", {"num_classes": 10}),
     Reference("shake_shake26_2x64d", "11.7", "Gastaldi 2017", {"num_classes": 10}),
@@ -103,7 +133,10 @@ def tolerance(published: str) -> float:
 
 
 def describe(reference: Reference) -> str:
-    options = {k: v for k, v in reference.kwargs.items() if k != "num_classes"}
+    options = {k: v for k, v in reference.kwargs.items() if k not in ("num_classes", "attention")}
+    spec = reference.kwargs.get("attention")
+    if spec is not None:
+        options["attention"] = spec if isinstance(spec, str) else spec["name"]
     extra = ", ".join(f"{k}={v}" for k, v in options.items())
     return f"{reference.name}({extra})" if extra else reference.name
 
@@ -116,12 +149,21 @@ def parameter_table(attention: str = "se", reduction: int = 16) -> str:
     ]
     for ref in REFERENCES:
         base = count_backbone(ref.name, **ref.kwargs)
-        with_attn = count_backbone(ref.name, attention=attention, reduction=reduction, **ref.kwargs)
-        published = "—" if ref.params is None else f"{ref.params}M"
+        if "attention" in ref.kwargs:  # the reference network has its own attention
+            with_attn = "—"
+        else:
+            spec = {"name": attention, "reduction": reduction}
+            with_attn = f"{count_backbone(ref.name, **ref.kwargs, attention=spec):,}"
+        if ref.params is None:
+            published = "—"
+        elif tolerance(ref.params) < 1.5:  # an exact count
+            published = f"{round(float(ref.params) * 1e6):,}"
+        else:
+            published = f"{ref.params}M"
         if ref.se_params is not None:
             published += f" / SE {ref.se_params}M"
         rows.append(
             f"| {describe(ref)} | {ref.kwargs.get('num_classes', '')} | {base:,} | "
-            f"{with_attn:,} | {published} | {ref.source} |"
+            f"{with_attn} | {published} | {ref.source} |"
         )
     return "\n".join(rows)

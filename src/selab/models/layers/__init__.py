@@ -3,11 +3,12 @@
 from .ca_conv import ConvChannelAttention
 from .cbam import Cbam, CbamChannelAttention, CbamSpatialAttention
 from .create_attn import (
-    attention_options,
+    attention_classes,
     create_attention,
     get_attention,
     list_attention,
     register_attention,
+    variant_options,
 )
 from .eca import EfficientChannelAttention, eca_kernel_size
 from .se_pooling import (
@@ -17,10 +18,12 @@ from .se_pooling import (
     SqueezeExciteDualMul,
     SqueezeExciteMax,
 )
+from .spec import AttentionSpec, parse_attention
 from .squeeze_excite import GATES, SqueezeExcite, hidden_channels
 
 __all__ = [
     "GATES",
+    "AttentionSpec",
     "Cbam",
     "CbamChannelAttention",
     "CbamSpatialAttention",
@@ -32,11 +35,13 @@ __all__ = [
     "SqueezeExciteDualAdd",
     "SqueezeExciteDualMul",
     "SqueezeExciteMax",
-    "attention_options",
+    "attention_classes",
     "create_attention",
     "eca_kernel_size",
     "get_attention",
     "hidden_channels",
     "list_attention",
+    "parse_attention",
     "register_attention",
+    "variant_options",
 ]

@@ -1,7 +1,8 @@
-"""Channel-attention registry: blocks take ``attention="se"`` and build it with ``create_attention``.
+"""Channel-attention registry: ``create_attention("se", channels)`` builds a variant by name.
 
 Modelled on timm's ``layers/create_attn.py``: each variant lives in its own small file and
 registers itself under a name, so adding one is a new file plus one import in ``layers/__init__``.
+Backbones do not call this directly: they take an :class:`~selab.models.layers.AttentionSpec`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def get_attention(name: str) -> Callable[..., nn.Module] | None:
         ) from None
 
 
-def attention_options(cls: Callable[..., nn.Module]) -> set[str] | None:
+def attention_classes() -> dict[str, type[nn.Module]]:
+    """Every registered variant by name (``"none"`` excluded)."""
+    return dict(_ATTENTION)
+
+
+def variant_options(cls: Callable[..., nn.Module]) -> set[str] | None:
     """Keyword options ``cls(channels, ...)`` accepts (``None``: any, it takes ``**kwargs``)."""
     params = list(inspect.signature(cls).parameters.values())[1:]  # the first is channels
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
@@ -54,20 +60,14 @@ def attention_options(cls: Callable[..., nn.Module]) -> set[str] | None:
 def create_attention(name: str | None, channels: int, **kwargs) -> nn.Module:
     """Build the attention module ``name`` for a ``channels``-wide feature map.
 
-    ``None`` and ``"none"`` give ``nn.Identity`` (options ignored) so a backbone runs with and
-    without attention from the same config.
-
-    Backbones always pass their ``reduction``; variants without a bottleneck (``eca``,
-    ``ca_conv``) take none, so it is dropped for them and one config can switch between all
-    variants. Any other option the variant does not take is an error, never silently ignored.
+    ``None`` and ``"none"`` give ``nn.Identity`` (options ignored). An option the variant does not
+    take (``reduction`` for ``eca``, say) is an error, never silently ignored.
     """
     cls = get_attention(name or "none")
     if cls is None:
         return nn.Identity()
-    options = attention_options(cls)
+    options = variant_options(cls)
     if options is not None:
-        if "reduction" not in options:
-            kwargs.pop("reduction", None)
         unknown = sorted(set(kwargs) - options)
         if unknown:
             raise ValueError(

@@ -9,9 +9,10 @@ four positions with the same meaning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 POSITIONS = ("standard", "pre", "post", "identity")
 
@@ -19,7 +20,7 @@ POSITIONS = ("standard", "pre", "post", "identity")
 def check_position(position: str) -> str:
     if position not in POSITIONS:
         raise ValueError(
-            f"unknown attention_position {position!r}; choose one of {', '.join(POSITIONS)}"
+            f"unknown attention position {position!r}; choose one of {', '.join(POSITIONS)}"
         )
     return position
 
@@ -29,9 +30,15 @@ def attention_channels(position: str, in_channels: int, out_channels: int) -> in
     return in_channels if check_position(position) == "pre" else out_channels
 
 
-def stage_attention(attention: str, stage: int, stages: Sequence[int] | None) -> str:
-    """``attention`` for 1-based ``stage`` if it is among ``stages`` (all when None), else none."""
-    return attention if stages is None or stage in stages else "none"
+def attach_attention(
+    block: nn.Module, spec, stage: int | None, in_channels: int, out_channels: int
+) -> None:
+    """Give a residual block its ``attention`` module (``nn.Identity`` outside the spec's stages)
+    and ``attention_position``, for :func:`residual_forward`."""
+    block.attention_position = spec.position
+    block.attention = spec.create(
+        attention_channels(spec.position, in_channels, out_channels), stage
+    )
 
 
 def residual_forward(
