@@ -67,7 +67,12 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-SE_CONFIG = str(REPO / "configs/cifar10/se_resnet20.yaml")
+# SE-ResNet-20: the ResNet-20 recipe with the SE overlay; runs are named cifar10/resnet20+se.
+SE_ARGS = [
+    "--config", str(REPO / "configs/cifar10/resnet20.yaml"),
+    "--config", str(REPO / "configs/attention/se.yaml"),
+]  # fmt: skip
+SE_RUN_NAME = "cifar10/resnet20+se"
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +91,7 @@ def tiny_run(tmp_path_factory):
     write_imagefolder(images)
     logs = base / "logs"
     common = [
-        "--config", SE_CONFIG, "--data.dataset=imagefolder", f"--data.root={images}",
+        *SE_ARGS, "--data.dataset=imagefolder", f"--data.root={images}",
         "--data.num_workers=0", "--data.batch_size=20", f"--trainer.logger.init_args.save_dir={logs}",
         *QUIET,
     ]  # fmt: skip

@@ -138,3 +138,21 @@ def write_imagefolder(
             Image.fromarray(image).save(folder / f"{i:05d}.png")
         written[split] = (labels, images)
     return written
+
+
+def write_truncated_jpeg(path: Path, size: int = 32, seed: int = 0) -> Path:
+    """A JPEG cut in half, as an interrupted copy leaves it: PIL opens it, decoding fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = make_images(np.array([0]), size, seed)[0]
+    Image.fromarray(image).save(path, format="JPEG", quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_image(path: Path, height: int, width: int, seed: int = 0) -> Path:
+    """One lossless RGB image of the given size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path

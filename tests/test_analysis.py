@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from selab import analysis, models
+from selab import runs as selab_runs
 from selab.models import SqueezeExcite
 
 
@@ -54,8 +56,10 @@ def test_evaluation_numbers_by_hand():
     assert ev.examples("a", "b") == [1, 2]  # the most confident mistake first
     assert ev.examples("a", "c") == []
     table = ev.per_class_table()
-    assert table.column("images") == [3, 0, 2]
-    assert "| a | 3 | 0.3333 |" in str(table) and "| b | 0 | - |" in str(table)
+    assert table["images"].tolist() == [3, 0, 2]
+    text = " ".join(analysis.to_markdown(table).split())
+    assert "| a | 3 | 0.3333 |" in text and "| b | 0 | - |" in text  # NaN shown as "-"
+    assert ev.most_confused_table(1).values.tolist() == [["a", "b", 2]]
 
 
 def test_evaluate_runs_a_model_over_a_loader():
@@ -86,7 +90,7 @@ def test_attention_blocks_and_their_stages():
         "stages.2.2.attention",
     ]
     # Stages come from the module path when it has one: SE only in stages 1 and 3.
-    partial = models.resnet20(attention="se", attention_stages=[1, 3])
+    partial = models.resnet20(attention={"name": "se", "stages": [1, 3]})
     stages = [b.stage for b in analysis.attention_blocks(partial, torch.randn(1, 3, 32, 32))]
     assert stages == [1, 1, 1, 3, 3, 3]
     assert analysis.attention_blocks(models.resnet20(), torch.randn(1, 3, 32, 32)) == []
@@ -171,7 +175,7 @@ def test_gate_stats_by_hand():
     # bins of width 0.25 over [0, 1]: 0.1 | 0.3 | 0.5 0.5 0.7 | 0.9 0.9 1.2
     assert stats.histogram("b").tolist() == [1, 1, 3, 3]
     summary = stats.stage_summary()
-    assert summary[0]["channels"] == 2 and summary[0]["mean gate"] == pytest.approx(0.6375)
+    assert summary.loc[0, "channels"] == 2 and summary.loc[0, "mean gate"] == pytest.approx(0.6375)
 
 
 def test_without_attention_swaps_blocks_for_identity_and_restores_them():
@@ -202,23 +206,25 @@ def test_stage_ablation_evaluates_with_the_blocks_removed():
     images, targets = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     loader = DataLoader(TensorDataset(images, targets), batch_size=4)
     table = analysis.stage_ablation(model, loader, device="cpu")
-    assert table.column("attention removed") == ["none", "stage 3"]
-    assert table.column("blocks removed") == [0, 3]
+    assert table["attention removed"].tolist() == ["none", "stage 3"]
+    assert table["blocks removed"].tolist() == [0, 3]
     full = analysis.evaluate(model, loader, device="cpu")
     last = [n for n, _ in analysis.find_attention(model) if n.startswith("stages.2.")]
     with analysis.without_attention(model, last):
         ablated = analysis.evaluate(model, loader, device="cpu")
-    assert table[0]["top-1"] == full.top1 and table[1]["top-1"] == ablated.top1
-    assert table[1]["Δ top-1"] == pytest.approx(ablated.top1 - full.top1)
+    assert table.loc[0, "top-1"] == full.top1 and table.loc[1, "top-1"] == ablated.top1
+    assert table.loc[1, "Δ top-1"] == pytest.approx(ablated.top1 - full.top1)
+    shown = analysis.to_markdown(table)  # the change is printed with its sign
+    assert f"{ablated.top1 - full.top1:+.4f}" in shown and "+0.0000" in shown
     every = analysis.stage_ablation(model, loader, stages="all", device="cpu")
-    assert every.column("attention removed") == [
+    assert every["attention removed"].tolist() == [
         "none",
         "stage 1",
         "stage 2",
         "stage 3",
         "all stages",
     ]
-    assert every.column("blocks removed") == [0, 3, 3, 3, 9]
+    assert every["blocks removed"].tolist() == [0, 3, 3, 3, 9]
 
 
 # -- parameters and MACs -----------------------------------------------------------------------
@@ -242,11 +248,14 @@ def test_resnet20_macs_with_and_without_se_closed_form():
     assert analysis.count_macs(models.resnet20(), example) == plain
     model = se_resnet20()
     assert analysis.count_macs(model, example) == plain + se == 40_556_416
-    table = analysis.complexity(model, example)
-    assert table[0] == {"model": "with attention", "params": 275_506, "MACs": plain + se}
-    assert table[1] == {"model": "without attention", "params": 269_722, "MACs": plain}
+    table = analysis.complexity(model, example).set_index("model")
+    assert table.loc["with attention", ["params", "MACs"]].tolist() == [275_506, plain + se]
+    assert table.loc["without attention", ["params", "MACs"]].tolist() == [269_722, plain]
+    assert table.loc["attention", ["params", "MACs"]].tolist() == [275_506 - 269_722, se]
+    assert table.loc["attention", "params %"] == pytest.approx(100 * 5_784 / 275_506)
     parts = analysis.module_table(model, example)
-    rows = {row["module"]: row for row in parts}
+    assert parts["MACs"].iloc[-1] == plain + se  # the last row is the whole model
+    rows = parts.set_index("module").to_dict("index")
     assert rows["attention (9 blocks)"]["MACs"] == se
     assert rows["total"]["MACs"] == plain + se
     assert sum(rows[n]["MACs"] for n in ("stem", "stages", "pool", "fc")) == plain + se
@@ -290,15 +299,37 @@ def test_results_table_from_event_files(tmp_path):
         "macs": 40556416,
     }
     table = analysis.results_table(runs)
-    row = table[1]
+    row = table.iloc[1]
     assert row["best val top-1"] == pytest.approx(0.6) and row["test top-1"] == pytest.approx(0.55)
     assert row["params"] == 275506 and row["MACs"] == 40556416
     assert row["wall time"] == "1:02:05"
-    assert table[0]["test top-1"] is None and table[0]["backbone"] is None
-    assert "| exp/version_2 | - | - | 0.3000 | - |" in str(table)
+    assert pd.isna(table.loc[0, "test top-1"]) and pd.isna(table.loc[0, "backbone"])
+    text = " ".join(analysis.to_markdown(table).split())
+    assert "| exp/version_2 | - | - | 0.3000 | - | - | - | - | - |" in text
+    assert "| 275,506 | 40,556,416 | 1:02:05 |" in text
     assert [r.name for r in analysis.read_runs(logs, "exp/version_1*")] == ["exp/version_10"]
     figure = analysis.plot_learning_curves(runs, ["val/acc_top1", "train/loss"])
     assert len(figure.axes) == 2 and len(figure.axes[0].lines) == 2
+
+
+def test_a_run_with_a_metrics_csv_is_read_from_it(tmp_path):
+    """The CSV logger's file wins over the event files; training time comes from status.json."""
+    run = tmp_path / "logs/exp/version_0"
+    write_run(run, [0.9, 0.9])  # TensorBoard says otherwise: not read
+    rows = [
+        {"epoch": 0, "step": 9, "val/acc_top1": 0.25},
+        {"epoch": 1, "step": 19, "val/acc_top1": 0.75},
+        {"epoch": 1, "step": 19, "val/acc_top1": 0.5},  # epoch 1 again after a resume
+        {"epoch": 2, "step": 20, "test/acc_top1": 0.5, "test/acc_top5": 0.875},
+    ]
+    pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
+    selab_runs.update_status(run, "fit", state="finished", seconds=61.0)
+    (read,) = analysis.read_runs(tmp_path / "logs")
+    assert read.values("val/acc_top1") == [0.25, 0.75, 0.5]
+    assert selab_runs.epoch_values(read.metrics, "val/acc_top1").tolist() == [0.25, 0.5]
+    row = analysis.results_table([read]).iloc[0]
+    assert row["best val top-1"] == 0.75 and row["test top-5"] == 0.875
+    assert row["wall time"] == "0:01:01"
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -333,4 +364,5 @@ def test_a_model_without_attention_is_analysed_too():
     with pytest.raises(ValueError, match="no attention blocks"):
         analysis.stage_ablation(model, loader, device="cpu")
     table = analysis.complexity(model, torch.randn(1, 3, 32, 32))
-    assert table[0]["MACs"] == table[1]["MACs"] == 40_551_040 and table[2]["params"] == "0.00%"
+    assert table["MACs"].tolist() == [40_551_040, 40_551_040, 0]
+    assert table["params %"].tolist() == [100.0, 100.0, 0.0]

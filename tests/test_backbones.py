@@ -382,7 +382,9 @@ def test_mobilenet_v2_attention_sits_between_depthwise_and_projection():
     # SE-MobileNet / MobileNetV3: on the expanded features after the depthwise conv, before the
     # linear 1x1 projection; stages count resolutions.
     torch.manual_seed(0)
-    model = models.inject_attention(torchvision.models.mobilenet_v2(), {"name": "se", "reduction": 4})
+    model = models.inject_attention(
+        torchvision.models.mobilenet_v2(), {"name": "se", "reduction": 4}
+    )
     block = model.features[2]  # 16 -> 96 expand, depthwise stride 2, 96 -> 24 project
     assert block.attention.fc1.in_channels == 96 and block.attention.fc1.out_channels == 24
     assert [model.features[i].attention.stage for i in (1, 2, 3, 4)] == [1, 2, 2, 3]

@@ -6,24 +6,21 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO
+from conftest import SE_ARGS, SE_RUN_NAME
 from fakedata import write_imagefolder
 from selab import Classifier
 from selab.cli import CheckpointError, run
-from selab.models import list_attention
 
-CONFIG = str(REPO / "configs/cifar10/se_resnet20.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 def fit_args(root, *extra):
     return [
-        "fit", "--config", CONFIG,
+        "fit", *SE_ARGS,
         "--data.dataset=imagefolder", f"--data.root={root}",
-        "--data.num_workers=0", "--data.batch_size=20",
+        "--data.num_workers=0", "--data.batch_size=10",
         "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
         "--trainer.log_every_n_steps=1",
         *QUIET, *extra,
@@ -39,7 +36,7 @@ def scalar_tags(log_dir: Path) -> set[str]:
 def test_fit_test_and_load_from_checkpoint(in_tmp, imagefolder_root):
     cli = run(fit_args(imagefolder_root))
     log_dir = Path(cli.trainer.log_dir).resolve()
-    assert log_dir == in_tmp / "logs/cifar10/se_resnet20/version_0"
+    assert log_dir == in_tmp / f"logs/{SE_RUN_NAME}/version_0"
     assert {
         "train/loss",
         "train/acc_top1",
@@ -54,8 +51,7 @@ def test_fit_test_and_load_from_checkpoint(in_tmp, imagefolder_root):
     test_cli = run(
         [
             "test",
-            "--config",
-            CONFIG,
+            *SE_ARGS,
             "--data.dataset=imagefolder",
             f"--data.root={imagefolder_root}",
             "--data.num_workers=0",
@@ -83,7 +79,7 @@ def test_short_training_really_learns(in_tmp, tmp_path):
     root = tmp_path / "learnable"
     write_imagefolder(root, n_train=400, n_test=100, size=16)
     cli = run([
-        "fit", "--config", CONFIG, "--data.dataset=imagefolder", f"--data.root={root}",
+        "fit", *SE_ARGS, "--data.dataset=imagefolder", f"--data.root={root}",
         "--data.num_workers=0", "--data.batch_size=50",
         "--model.optimizer.lr=0.05", "--model.lr_scheduler=selab.optim.WarmupCosineLR",
         "--trainer.max_epochs=6", "--trainer.log_every_n_steps=1", *QUIET,
@@ -92,7 +88,8 @@ def test_short_training_really_learns(in_tmp, tmp_path):
     events.Reload()
     losses = [e.value for e in events.Scalars("train/loss")]
     val_acc = [e.value for e in events.Scalars("val/acc_top1")]
-    assert len(losses) == 48 and len(val_acc) == 6
+    # 10% of the 400 training images held out; 360 // 50 full batches a step each, logged each.
+    assert len(losses) == 6 * (360 // 50) and len(val_acc) == 6
     assert sum(losses[-8:]) / 8 < 0.5 * sum(losses[:4]) / 4  # loss clearly down
     assert val_acc[-1] > 0.6, val_acc  # chance is 0.1
 
@@ -125,34 +122,13 @@ def test_corrupt_checkpoint_gets_a_clear_error(in_tmp, imagefolder_root, content
         run(fit_args(imagefolder_root, f"--ckpt_path={in_tmp / 'missing.ckpt'}"))
 
 
-def test_wrong_config_key_is_rejected_by_name(in_tmp, imagefolder_root, capsys):
-    with pytest.raises(SystemExit):
+def test_wrong_config_key_is_rejected_by_name(in_tmp, imagefolder_root):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentError, match="attenton"):
         run(fit_args(imagefolder_root, "--model.backbone.init_args.attenton=se"))
-    assert "attenton" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown attention 'sse'; choose one of none, .*se"):
         run(fit_args(imagefolder_root, "--model.backbone.init_args.attention=sse"))
-
-
-def test_every_shipped_config_parses_and_builds(in_tmp):
-    # Parse and instantiate without running: catches typos and broken class paths.
-    # Configs naming an attention variant that is not registered yet are left out, by name.
-    configs = sorted((REPO / "configs").rglob("*.yaml"))
-    assert len(configs) >= 3
-    missing = []
-    for config in configs:
-        attention = (
-            yaml.safe_load(config.read_text())["model"]["backbone"]
-            .get("init_args", {})
-            .get("attention", "none")
-        )
-        if attention not in list_attention():
-            missing.append(f"{config.name} (attention {attention!r})")
-            continue
-        cli = run(["--config", str(config)], run=False)
-        assert isinstance(cli.model.backbone, torch.nn.Module), config
-        assert cli.model.num_classes == cli.datamodule.num_classes
-    if missing:
-        pytest.skip(f"built every other config; not registered yet: {', '.join(missing)}")
 
 
 def test_console_scripts(tmp_path):
@@ -168,9 +144,9 @@ def test_console_scripts(tmp_path):
 
 def test_console_reports_missing_data_in_one_line(tmp_path):
     lightning = str(Path(sys.executable).parent / "lightning")
-    command = [lightning, "fit", "--config", CONFIG, "--data.download=false", *QUIET]
+    command = [lightning, "fit", *SE_ARGS, "--data.download=false", *QUIET]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: cifar10 was not found")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "logs").exists()  # nothing half-written

@@ -10,6 +10,8 @@ on-disk format; only the data location, the batch size (2) and the validation sp
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,10 @@ from selab.study.spec import load_study
 CONFIGS = REPO / "configs"
 STUDY_FILES = sorted(CONFIGS.rglob("study*.yaml"))
 ATTENTION = sorted((CONFIGS / "attention").glob("*.yaml"))
+# Debug, logger and other presets overlay any recipe; tested with ResNet-20.
+PRESETS = sorted(
+    p for name in ("debug", "logger", "presets") for p in (CONFIGS / name).glob("*.yaml")
+)
 
 
 def relative(*names: str) -> tuple[Path, ...]:
@@ -80,6 +86,7 @@ def merged_data(combo: tuple[Path, ...]) -> dict:
 
 def test_every_config_file_is_used_by_a_tested_combination():
     used = {path.resolve() for combo in COMBINATIONS for path in combo}
+    used |= {path.resolve() for path in PRESETS}
     files = {p.resolve() for p in CONFIGS.rglob("*.yaml")} - {p.resolve() for p in STUDY_FILES}
     assert files - used == set(), "configs no tested combination uses"
     assert len(STUDY_FILES) >= 7  # vgg, mobilenet, 2 pooling tables, shake, 4 SE-paper nets
@@ -137,3 +144,47 @@ def test_combination_runs_one_step(combo, data_roots, in_tmp, monkeypatch):
     assert cli.trainer.global_step == 1
     assert cli.model.num_classes == 10
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+
+
+OPTIONAL_EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # preset stem -> the package it needs
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
+    """A preset sets its trainer values on top of any recipe, keeps selab's callbacks (presets
+    append theirs with ``callbacks+``), and the run still trains."""
+    if preset.stem in OPTIONAL_EXTRAS:  # without the extra, check the logger's arguments only
+        logger = yaml.safe_load(preset.read_text())["trainer"]["logger"]
+        module, name = logger["class_path"].rsplit(".", 1)
+        inspect.signature(getattr(importlib.import_module(module), name)).bind(
+            **logger["init_args"]
+        )
+        pytest.importorskip(
+            OPTIONAL_EXTRAS[preset.stem],
+            reason=f"optional extra: pip install -e '.[{preset.stem}]'",
+        )
+    root = data_roots["cifar10"]
+    patch_cifar10_checksums(monkeypatch, root)
+    args = [
+        "--config", str(CONFIGS / "cifar10/resnet20.yaml"), "--config", str(preset),
+        f"--data.root={root}", "--data.batch_size=2", "--data.download=false",
+        "--data.val_size=10", *QUIET,
+    ]  # fmt: skip
+    if preset.stem == "rich":  # a progress bar preset needs the progress bar on
+        args.remove("--trainer.enable_progress_bar=false")
+    cli = run(args, run=False)
+    trainer_values = (yaml.safe_load(preset.read_text()).get("trainer") or {}).copy()
+    logger = trainer_values.pop("logger", None)
+    added = trainer_values.pop("callbacks+", [])
+    for key, value in trainer_values.items():
+        assert cli.config.trainer[key] == value, key
+    callbacks = {type(c).__module__ + "." + type(c).__name__ for c in cli.trainer.callbacks}
+    assert "selab.callbacks.checkpoint.ModelCheckpoint" in callbacks
+    for entry in added:
+        assert any(c.endswith("." + entry["class_path"].rsplit(".", 1)[1]) for c in callbacks)
+    if logger is not None:
+        logger_classes = [type(lg).__name__ for lg in cli.trainer.loggers]
+        assert logger_classes[0] == logger["class_path"].rsplit(".", 1)[1]
+    # and it runs: one batch (fast_dev_run overrides the preset's own limits)
+    cli = run(["fit", *args, "--trainer.fast_dev_run=true"])
+    assert cli.trainer.global_step == 1

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from conftest import QUIET, SE_CONFIG
+from conftest import QUIET, SE_ARGS
 from selab import analysis
 from selab.callbacks import HP_METRICS
 from selab.cli import run
@@ -122,12 +122,24 @@ def test_excitation_histograms_per_stage_and_block(events):
         )
 
 
+def markdown_rows(text: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``text``, stripped."""
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|") and not set(line) <= set("|:- ")
+    ]
+
+
 def test_model_summary_text_and_graph(events):
     text = tensor_util.make_ndarray(events.Tensors("model/summary/text_summary")[0].tensor_proto)
     text = text.item().decode()
     assert "MACs = FLOPs / 2" in text
-    assert "| attention (9 blocks) | se | 5,784 | 5,376 |" in text
-    assert "| without attention | 269,722 | 40,551,040 |" in text
+    rows = markdown_rows(text)
+    assert ["attention (9 blocks)", "se", "5,784", "5,376"] in rows  # 9 SE blocks, by hand
+    assert ["without attention", "269,722", "40,551,040"] == rows[
+        rows.index(next(r for r in rows if r[0] == "without attention"))
+    ][:3]  # ResNet-20: He et al.'s 0.27M; MACs closed form in test_analysis
     assert events.Tags()["graph"]
     graph = events.Graph()
     assert any("conv" in node.op.lower() or "conv" in node.name.lower() for node in graph.node)
@@ -135,18 +147,30 @@ def test_model_summary_text_and_graph(events):
 
 def test_dashboard_parts_switch_off_from_yaml_and_flags(in_tmp, imagefolder_root):
     switches = in_tmp / "quiet_dashboard.yaml"
-    switches.write_text("excitation:\n  enabled: false\ndashboard:\n  log_graph: false\n")
+    switches.write_text("excitation:\n  enabled: false\ngraph:\n  enabled: false\n")
     cli = run([
-        "fit", "--config", SE_CONFIG, "--config", str(switches), "--data.dataset=imagefolder",
+        "fit", *SE_ARGS, "--config", str(switches), "--data.dataset=imagefolder",
         f"--data.root={imagefolder_root}", "--data.num_workers=0", "--data.batch_size=20",
         "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-        "--dashboard.hparams=false", "--dashboard.throughput=false", *QUIET,
+        "--hparams.enabled=false", "--throughput.enabled=false", "--timer.enabled=false", *QUIET,
     ])  # fmt: skip
     accumulator = EventAccumulator(cli.trainer.log_dir)
     accumulator.Reload()
     tags = accumulator.Tags()
     assert tags["histograms"] == [] and tags["images"] == [] and not tags["graph"]
-    assert not any(t.startswith(("throughput/", "hp_metric")) for t in tags["scalars"])
-    assert "hp/best_val_acc_top1" in tags["scalars"]
+    assert not any(t.startswith(("throughput/", "time/", "hp")) for t in tags["scalars"])
     assert hparams_events(Path(cli.trainer.log_dir)) == []
     assert tags["tensors"] == ["model/summary/text_summary"]
+
+
+def test_max_time_reaches_the_fit_timer(in_tmp, imagefolder_root):
+    """Lightning ignores ``trainer.max_time`` when a Timer is among the callbacks; the CLI hands
+    it to selab's FitTimer, which enforces it."""
+    from selab.callbacks import FitTimer
+
+    cli = run([
+        *SE_ARGS, "--data.dataset=imagefolder", f"--data.root={imagefolder_root}",
+        "--trainer.max_time=00:00:02:30", *QUIET,
+    ], run=False)  # fmt: skip
+    timers = [c for c in cli.trainer.callbacks if isinstance(c, FitTimer)]
+    assert len(timers) == 1 and timers[0]._duration == 150.0

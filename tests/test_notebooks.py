@@ -5,7 +5,7 @@ import re
 import nbformat
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SE_RUN_NAME
 from selab import report
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -42,7 +42,8 @@ def test_inject_parameters_adds_a_cell_after_the_parameter_cell():
 
 
 def outputs(notebook) -> tuple[str, int]:
-    """All text and Markdown the cells showed, and how many images."""
+    """All text and Markdown the cells showed (runs of spaces squeezed, so Markdown tables read
+    ``| a | b |`` whatever their column widths), and how many images."""
     text, images = [], 0
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
@@ -51,7 +52,8 @@ def outputs(notebook) -> tuple[str, int]:
             data = output.get("data", {})
             text.append(data.get("text/markdown", ""))
             images += "image/png" in data
-    return "\n".join(text), images
+    lines = "\n".join(text).splitlines()
+    return "\n".join(" ".join(line.split()) for line in lines), images
 
 
 def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, monkeypatch):
@@ -86,8 +88,11 @@ def test_compare_runs_notebook(tiny_run, kernel_env, tmp_path):
     text, images = outputs(notebook)
     assert images == 1  # the learning curves
     assert "1 runs under" in text
+    # The status table of `selab runs`: finished, config (the logger's name), seed, epochs.
+    run = f"{SE_RUN_NAME}/version_0"
+    assert f"| {run} | finished | {SE_RUN_NAME} | 0 | 2 |" in text
     top1 = float(tiny_run.test.trainer.callback_metrics["test/acc_top1"])
-    row = re.search(r"\| cifar10/se_resnet20/version_0 \| resnet20 \| se \|(.*)\|", text)
+    row = re.search(rf"\| {re.escape(run)} \| resnet20 \| se \|(.*)\|", text)
     assert row, text
     cells = [c.strip() for c in row.group(1).split("|")]
     assert cells[1] == f"{top1:.4f}" and cells[4] == "40,556,416"

@@ -2,6 +2,7 @@
 
 import csv
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_predict_a_folder_of_images_to_csv(tiny_run, tmp_path, monkeypatch):
 
     model = Classifier.load_from_checkpoint(tiny_run.ckpt).eval()
     transform = v2.Compose([  # what the data module does: the training images' size, ImageNet stats
-        v2.Resize((32, 32), antialias=True), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+        v2.ToImage(), v2.Resize((32, 32), antialias=True), v2.ToDtype(torch.float32, scale=True),
         v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     ])  # fmt: skip
     for row in rows:
@@ -62,11 +63,31 @@ def test_predict_a_folder_of_images_to_csv(tiny_run, tmp_path, monkeypatch):
         assert probs[0] == pytest.approx(float(expected.max()), abs=2e-6)
         assert len({row[f"top{i}"] for i in range(1, 6)}) == 5
 
-    # Without predict_root: the test split, with its labels.
+    # Without predict_root: the test split, with its labels, each row naming its file.
     out = tmp_path / "test_split.csv"
     run(["predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}", f"--predictions.path={out}"])
     rows = read_csv(out)
     assert len(rows) == 20 and list(rows[0])[:3] == ["file", "target", "prediction"]
-    assert sorted(int(r["file"]) for r in rows) == list(range(20))
+    test_files = sorted(str(p) for p in (tiny_run.images / "test").rglob("*.png"))
+    assert sorted(r["file"] for r in rows) == test_files
+    assert all(Path(r["file"]).parent.name == r["target"] for r in rows)
     accuracy = sum(r["target"] == r["prediction"] for r in rows) / 20
     assert accuracy == pytest.approx(float(tiny_run.test.trainer.callback_metrics["test/acc_top1"]))
+
+
+def test_a_failed_predict_leaves_the_earlier_csv_alone(tiny_run, tmp_path, monkeypatch):
+    from fakedata import write_truncated_jpeg
+    from selab.data import DataError
+
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+    folder = tmp_path / "images"
+    write_truncated_jpeg(folder / "broken.jpg")
+    out = tmp_path / "predictions.csv"
+    out.write_text("earlier results\n")
+    with pytest.raises(DataError, match="broken.jpg"):
+        run([
+            "predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}",
+            f"--data.predict_root={folder}", f"--predictions.path={out}",
+        ])  # fmt: skip
+    assert out.read_text() == "earlier results\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -1,72 +1,94 @@
-"""The ``lightning`` / ``selab`` command: LightningCLI over ``Classifier`` and ``VisionDataModule``."""
+"""The ``lightning`` / ``selab`` command: LightningCLI over ``Classifier`` and ``VisionDataModule``.
+
+Beyond LightningCLI it refuses what would silently give a wrong answer:
+
+- ``test``, ``validate`` and ``predict`` need a checkpoint (``--ckpt_path``) of the configured
+  network, or ``--allow_untrained true``;
+- a checkpoint whose hyper-parameters disagree with the config is an error naming both values
+  (LightningCLI would silently take the checkpoint's);
+- options must be spelled out (no prefix abbreviations), there is one place for the optimizer
+  (``model.optimizer``), and the backbone's number of classes and input size come from the data.
+
+Errors a user can cause print one ``error:`` line and exit with status 2; ``SELAB_DEBUG=1`` shows
+the traceback instead.
+"""
 
 from __future__ import annotations
 
-import re
+import argparse
+import copy
+import os
 import sys
-import time
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from .callbacks import Dashboard, ExcitationMonitor
+from . import runs
+from .callbacks import (
+    CostSummary,
+    ExcitationMonitor,
+    FitTimer,
+    HParams,
+    ModelGraph,
+    ProgressLoss,
+    TestFigures,
+    Throughput,
+)
+from .callbacks.checkpoint import ModelCheckpoint
+from .callbacks.summary_table import ModelSummary
+from .checkpoints import (
+    CheckpointError,
+    check_state_dict,
+    config_conflicts,
+    describe_conflicts,
+    read_checkpoint,
+)
 from .classifier import Classifier
-from .data import DatasetNotFoundError, VisionDataModule
+from .data import DataError, VisionDataModule
 from .predict import PredictionWriter
 
+# One TensorBoardLogger, so `--trainer.logger.init_args.save_dir/name` address it as before; its
+# CSV twin (selab.loggers.CSVLogger, same folder) is added in before_instantiate_classes.
 TRAINER_DEFAULTS = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
         "init_args": {"save_dir": "logs", "name": "default", "default_hp_metric": False},
     },
 }
+EVALUATING = ("test", "validate", "predict")
+# Presets that change how a run is done or logged, not what is trained: not part of its name.
+PRESET_FOLDERS = ("debug", "logger", "presets")
+# Hyper-parameters a checkpoint may legitimately differ in from the command's config.
+NOT_COMPARED = (
+    "compile",
+    "channels_last",
+    "num_classes",
+    "class_names",
+    "backbone.init_args.num_classes",
+    "backbone.init_args.image_size",
+)
 
 
-class CheckpointError(RuntimeError):
-    """A ``--ckpt_path`` that cannot be used; the message says why and what to do."""
-
-
-def check_checkpoint(path: str | Path) -> Path:
-    """Fail early, with advice, on a missing, truncated or non-Lightning checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; pass an existing .ckpt file or 'last'"
-        )
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable torch checkpoint (truncated or corrupt?); "
-            "pick another file, e.g. the best or last checkpoint of the same run"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"checkpoint {path} could not be loaded ({error}); it is corrupt"
-        ) from error
-    if "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} has no 'state_dict': it is not a Lightning checkpoint")
-    return path
-
-
-def find_last_checkpoint(save_dir: str | Path, name: str) -> tuple[Path, int] | None:
-    """The newest ``last.ckpt`` under ``save_dir/name/version_N/checkpoints`` and its N."""
-    runs = []
-    for ckpt in Path(save_dir, name).glob("version_*/checkpoints/last*.ckpt"):
-        match = re.fullmatch(r"version_(\d+)", ckpt.parent.parent.name)
-        if match:
-            runs.append((ckpt.stat().st_mtime, int(match.group(1)), ckpt))
-    if not runs:
-        return None
-    _, version, ckpt = max(runs)
-    return ckpt, version
+class UsageError(ValueError):
+    """A command that cannot run as given; the message says what to do."""
 
 
 class SelabCLI(LightningCLI):
-    """LightningCLI with selab's data->model links, checkpointing and resume defaults."""
+    """LightningCLI with selab's data->model links, checks, checkpointing and resume defaults."""
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in EVALUATING:
+            parser.add_argument(
+                "--allow_untrained",
+                type=bool,
+                default=False,
+                help="evaluate without a checkpoint (the network's initial weights)",
+            )
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -82,81 +104,122 @@ class SelabCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        # TensorBoard dashboards and ``lightning predict`` to CSV, on in every run (issue 6).
-        parser.add_lightning_class_args(Dashboard, "dashboard")
-        parser.add_lightning_class_args(ExcitationMonitor, "excitation")
+        parser.add_lightning_class_args(ModelSummary, "model_summary")
+        # TensorBoard dashboards, one callback each, and ``lightning predict`` to CSV, in every run.
+        for callback, group in (
+            (HParams, "hparams"),
+            (CostSummary, "summary"),
+            (ModelGraph, "graph"),
+            (Throughput, "throughput"),
+            (FitTimer, "timer"),
+            (TestFigures, "test_figures"),
+            (ExcitationMonitor, "excitation"),
+            (ProgressLoss, "progress"),
+        ):
+            parser.add_lightning_class_args(callback, group)
+        # Lightning ignores max_time when a Timer is among the callbacks: ours enforces it.
+        parser.link_arguments("trainer.max_time", "timer.duration")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(runs.RunStatus, "run_status")
 
-    def before_instantiate_classes(self) -> None:
-        """Give the backbone the dataset's number of classes, like the links above.
-
-        A jsonargparse link cannot target the arguments of a builder function such as
-        ``selab.models.resnet20`` or ``torchvision.models.resnet50``, so this sets it directly.
-        """
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        # The Dashboard logs real hp/* metrics; Lightning's placeholder hp_metric = -1 goes.
-        for logger in _logger_configs(config.trainer.get("logger")):
-            if str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
-                logger.init_args.default_hp_metric = False
-        init_args = getattr(config.model.backbone, "init_args", None)
-        if init_args is not None and "num_classes" in init_args:
-            init_args.num_classes = VisionDataModule(**config.data.as_dict()).num_classes
-
+    # -- after parsing: names, run folders, checkpoints ------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         config = self.config[subcommand]
+        name_experiment(config)
         self._keep_existing_config(config, subcommand)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "last":
-            self._resolve_last(config)
+            self._resolve_last(config, subcommand)
         elif ckpt_path not in (None, "best", "hpc", "registry"):
-            check_checkpoint(ckpt_path)
+            read_checkpoint(ckpt_path)
             if subcommand in ("test", "predict"):
                 self._log_into_checkpoint_run(config, subcommand, Path(ckpt_path))
+        if subcommand in EVALUATING and not config.get("ckpt_path"):
+            if not config.get("allow_untrained"):
+                raise UsageError(
+                    f"{subcommand} needs a trained network: pass --ckpt_path <run>/checkpoints/"
+                    f"last.ckpt (or 'last' for the newest run of this config), or "
+                    f"--allow_untrained true to {subcommand} the initial weights"
+                )
+
+    def _parse_ckpt_path(self) -> None:
+        """Check the checkpoint's hyper-parameters against the config, then use them.
+
+        LightningCLI overwrites the model config with the checkpoint's; here a difference is an
+        error naming both values, and what came from the checkpoint is said on stderr.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        checkpoint = read_checkpoint(ckpt_path)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        configured = copy.deepcopy(self.config[subcommand].model)
+        super()._parse_ckpt_path()
+        restored = self.config[subcommand].model
+        conflicts = config_conflicts(configured, restored, ignore=NOT_COMPARED)
+        if conflicts:
+            raise CheckpointError(describe_conflicts(ckpt_path, conflicts, "model."))
+        print(
+            f"{subcommand}: model hyper-parameters restored from {ckpt_path} "
+            "(all equal to the config's)",
+            file=sys.stderr,
+        )
 
     def _keep_existing_config(self, config, subcommand: str) -> None:
         """A run folder named explicitly (``logger.init_args.version``) that already holds a
         config.yaml keeps it; this command's config goes beside it."""
-        init_args = getattr(config.trainer.get("logger"), "init_args", None)
-        if init_args is None:
-            entries = _logger_configs(config.trainer.get("logger"))
-            init_args = entries[0].get("init_args") if entries else None
+        init_args = _first_logger_args(config.trainer.get("logger"))
         if init_args is None or init_args.get("version") is None:
             return
-        version = init_args.get("version")
-        folder = version if isinstance(version, str) else f"version_{version}"
-        run_dir = Path(init_args.get("save_dir", "logs"), init_args.get("name") or "", folder)
-        if (run_dir / "config.yaml").exists():
+        run_dir = runs.run_dir(
+            init_args.get("save_dir", "logs"), init_args.get("name"), init_args.get("version")
+        )
+        if (run_dir / runs.CONFIG).exists():
             self._save_config_beside(run_dir, "resumed" if subcommand == "fit" else subcommand)
 
-    def _resolve_last(self, config) -> None:
-        """Resume the newest run of this experiment, in its own version folder.
+    def _resolve_last(self, config, subcommand: str) -> None:
+        """Resume (or evaluate) the newest run of this experiment, in its own version folder.
 
         Lightning looks for ``last`` in the *new* run's checkpoint folder, which is empty; here we
         find the previous run's ``last.ckpt`` and keep logging into that run's version.
         """
-        logger = config.trainer.get("logger")
-        init_args = getattr(logger, "init_args", None)
+        init_args = _first_logger_args(config.trainer.get("logger"))
         if init_args is None:
-            return  # no TensorBoard logger config: leave "last" to Lightning
-        found = find_last_checkpoint(init_args.get("save_dir", "logs"), init_args.get("name", ""))
+            raise UsageError("--ckpt_path last needs a logger that names the run folder")
+        save_dir, name = init_args.get("save_dir", "logs"), init_args.get("name", "")
+        found = runs.find_last_checkpoint(save_dir, name)
         if found is None:
+            if subcommand in EVALUATING:
+                raise UsageError(
+                    f"--ckpt_path last: no run of {name!r} under {save_dir} has a checkpoint; "
+                    f"train it first or pass the checkpoint's path"
+                )
             print(
-                f"ckpt_path=last: no previous run of {init_args.get('name')!r} under "
-                f"{init_args.get('save_dir')}; starting from scratch",
+                f"ckpt_path=last: no previous run of {name!r} under {save_dir}; starting from "
+                "scratch",
                 file=sys.stderr,
             )
             config.ckpt_path = None
             return
         ckpt, version = found
-        config.ckpt_path = str(check_checkpoint(ckpt))
+        read_checkpoint(ckpt)
+        config.ckpt_path = str(ckpt)
         if init_args.get("version") is None:
             init_args.version = version
-            # The run's config.yaml stays as written; the resumed run's config goes beside it.
-            self._save_config_beside(ckpt.parent.parent, "resumed")
+            # The run's config.yaml stays as written; this command's config goes beside it.
+            self._save_config_beside(
+                ckpt.parent.parent, "resumed" if subcommand == "fit" else subcommand
+            )
 
     def _log_into_checkpoint_run(self, config, subcommand: str, ckpt: Path) -> None:
         """Test or predict a checkpoint of ``<save_dir>/<name>/version_N`` in that run's folder.
@@ -164,27 +227,119 @@ class SelabCLI(LightningCLI):
         So a run's folder holds its test metrics (and HParams row) beside its training curves.
         ``validate`` is left to a new folder: its ``val/*`` points would land in the run's curves.
         """
-        init_args = getattr(config.trainer.get("logger"), "init_args", None)
+        init_args = _first_logger_args(config.trainer.get("logger"))
         if init_args is None or init_args.get("version") is not None:
             return
-        run_dir = ckpt.resolve().parent.parent
-        match = re.fullmatch(r"version_(\d+)", run_dir.name)
+        run_dir = runs.run_of_checkpoint(ckpt)
+        number = runs.version_number(run_dir) if run_dir is not None else None
         experiment = Path(init_args.get("save_dir", "logs"), init_args.get("name") or "")
-        if ckpt.resolve().parent.name != "checkpoints" or not match:
+        if number is None or run_dir.parent != experiment.resolve():
             return
-        if run_dir.parent != experiment.resolve():
-            return
-        init_args.version = int(match.group(1))
+        init_args.version = number
         self._save_config_beside(run_dir, subcommand)
 
     def _save_config_beside(self, run_dir: Path, what: str) -> None:
         """Save this command's config as a new ``config.<what>-<time>[-n].yaml`` in ``run_dir``."""
-        stem = f"config.{what}-{time.strftime('%Y%m%d-%H%M%S')}"
-        name, n = f"{stem}.yaml", 1
-        while (run_dir / name).exists():  # two commands within one second
-            n += 1
-            name = f"{stem}-{n}.yaml"
-        self.save_config_kwargs["config_filename"] = name
+        self.save_config_kwargs["config_filename"] = runs.extra_config_name(run_dir, what)
+
+    # -- before instantiating: what the data decides ---------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        """Give the backbone the dataset's number of classes and input size, like the links above.
+
+        A jsonargparse link cannot target the arguments of a builder function such as
+        ``selab.models.resnet20`` or ``torchvision.models.resnet50``, so this sets them directly.
+        """
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        # The HParams callback logs real hp/* metrics; Lightning's placeholder hp_metric = -1 goes.
+        for logger in _logger_configs(config.trainer.get("logger")):
+            if str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+                logger.init_args.default_hp_metric = False
+        data = VisionDataModule(**config.data.as_dict())
+        init_args = getattr(config.model.backbone, "init_args", None)
+        if init_args is not None and "num_classes" in init_args:
+            init_args.num_classes = data.num_classes
+        if init_args is not None and "image_size" in init_args:
+            height, width = data.image_shape
+            if height != width:
+                raise UsageError(
+                    f"{config.model.backbone.class_path} takes square images, the data gives "
+                    f"{height}x{width}: set --data.image_size N"
+                )
+            init_args.image_size = height
+        # Every TensorBoard run also gets an appending CSV log, in the same version folder,
+        # claimed now so that runs started together never share one.
+        config.trainer.logger = runs.with_csv_twin(config.trainer.get("logger"))
+        runs.pin_logger_versions(_logger_configs(config.trainer.get("logger")))
+
+    # -- before running: the checkpoint and the input fit the network ----------------------------
+    def _check_model(self, subcommand: str) -> None:
+        config = self.config[subcommand]
+        check_input_size(self.model, self.datamodule)
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_file():
+            check_state_dict(self.model, read_checkpoint(ckpt_path), ckpt_path)
+
+    def before_fit(self) -> None:
+        self._check_model("fit")
+
+    def before_validate(self) -> None:
+        self._check_model("validate")
+
+    def before_test(self) -> None:
+        self._check_model("test")
+
+    def before_predict(self) -> None:
+        self._check_model("predict")
+
+
+def check_input_size(model: torch.nn.Module, datamodule: VisionDataModule) -> None:
+    """Run the backbone on a meta-device batch of the data's shape: a network that cannot take
+    these images fails here, in one line, not deep inside the first training step."""
+    backbone = getattr(model, "backbone", model)
+    height, width = datamodule.image_shape
+    try:
+        with torch.no_grad():
+            shadow = copy.deepcopy(backbone).to("meta").eval()
+            # forward, not __call__: a compiled backbone is not compiled again for this
+            logits = shadow.forward(torch.empty(2, 3, height, width, device="meta"))
+    except (RuntimeError, ValueError) as error:
+        if "meta" in str(error).lower():
+            return  # an operation without a meta kernel: the first real step will tell
+        raise UsageError(
+            f"{type(backbone).__name__} cannot take the data's {height}x{width} images "
+            f"({str(error).splitlines()[0]}); set --data.image_size to a size it accepts"
+        ) from error
+    if logits.ndim != 2 or logits.shape[1] != model.num_classes:
+        raise UsageError(
+            f"{type(backbone).__name__} gives outputs of shape {tuple(logits.shape)} for "
+            f"{height}x{width} images, not (batch, {model.num_classes})"
+        )
+
+
+def experiment_name(config_files: list) -> str | None:
+    """A run name from the ``--config`` files: the first one's path below ``configs/`` (or its
+    stem) and ``+<stem>`` for each overlay but presets, e.g. ``cifar10/resnet20+se``."""
+    paths = [Path(str(getattr(path, "absolute", path))) for path in config_files or []]
+    paths = [path for path in paths if path.parent.name not in PRESET_FOLDERS]
+    if not paths:
+        return None
+    first = paths[0].with_suffix("")
+    parts = first.parts
+    name = "/".join(parts[parts.index("configs") + 1 :]) if "configs" in parts[:-1] else first.name
+    return "+".join([name, *(path.stem for path in paths[1:])])
+
+
+def name_experiment(config) -> None:
+    """Loggers left at a default name (``default``, Lightning's ``lightning_logs``) take the name
+    of the config files, so each recipe and overlay combination logs into its own folder without
+    naming it in every file."""
+    name = experiment_name(config.get("config"))
+    if name is None:
+        return
+    for logger in _logger_configs(config.trainer.get("logger")):
+        init_args = logger.get("init_args")
+        if init_args is not None and init_args.get("name") in (None, "default", "lightning_logs"):
+            init_args.name = name
 
 
 def _logger_configs(logger) -> list:
@@ -193,19 +348,84 @@ def _logger_configs(logger) -> list:
     return [e for e in entries if e is not None and not isinstance(e, bool) and hasattr(e, "get")]
 
 
+def _first_logger_args(logger):
+    """``init_args`` of the first logger entry, whose folder is the run's (``trainer.log_dir``)."""
+    entries = _logger_configs(logger)
+    return entries[0].get("init_args") if entries else None
+
+
+# Warnings about Lightning's and torch's own internals or about choices selab already made.
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*does not have many workers.*",
+    r".*smaller than the logging interval.*",
+    r".*The `srun` command is available on your system.*",
+)
+
+
+def quiet_warnings() -> None:
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
+
 def run(args=None, **kwargs) -> SelabCLI:
     """Run the CLI in-process (``args`` as on the command line) and return it for inspection."""
+    quiet_warnings()
+    parser_kwargs = {
+        "exit_on_error": False,
+        "allow_abbrev": False,
+        **kwargs.pop("parser_kwargs", {}),
+    }
     return SelabCLI(
-        Classifier, VisionDataModule, trainer_defaults=TRAINER_DEFAULTS, args=args, **kwargs
+        Classifier,
+        VisionDataModule,
+        trainer_defaults=TRAINER_DEFAULTS,
+        auto_configure_optimizers=False,  # the optimizer is model.optimizer, in one place
+        parser_kwargs=parser_kwargs,
+        args=args,
+        **kwargs,
+    )
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, without jsonargparse's indentation."""
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return text or type(error).__name__
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from .study import StudyError
+
+    return (
+        argparse.ArgumentError,
+        DataError,
+        CheckpointError,
+        UsageError,
+        StudyError,
+        OSError,
+        ValueError,
+        TypeError,
     )
 
 
 def main(args=None) -> None:
-    """Console entry point: known user errors print one actionable line, not a traceback."""
+    """Console entry point: a user's error prints one ``error:`` line and exits with status 2."""
+    argv = sys.argv[1:] if args is None else list(args)
+    debug = os.environ.get("SELAB_DEBUG", "") not in ("", "0")
     try:
-        run(args)
-    except (DatasetNotFoundError, CheckpointError) as error:
-        sys.exit(f"error: {error}")
+        if argv and argv[0] in ("study", "runs"):  # selab's own commands, not LightningCLI's
+            from . import study
+
+            sys.exit((study.main if argv[0] == "study" else runs.main)(argv[1:]))
+        run(argv)
+    except user_errors() as error:
+        if debug:
+            raise
+        print(f"error: {one_line(error)} (SELAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        runs.release_unused()
 
 
 if __name__ == "__main__":

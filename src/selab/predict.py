@@ -7,49 +7,24 @@
 ``--data.predict_root`` points the data module at any folder of images (searched recursively,
 any size: they are resized as the model's test images are); without it the test split is
 predicted and its labels are written too. ``PredictionWriter`` (CLI group ``predictions``) writes
-one row per image: ``file``, ``target`` (labelled data only), ``prediction`` and the top-k classes
-with their probabilities, ``top1``, ``top1_prob``, ..., most probable first.
+one row per image: ``file`` (the image's path, or its index in the dataset's test split),
+``target`` (labelled data only), ``prediction`` and the top-k classes with their probabilities,
+``top1``, ``top1_prob``, ..., most probable first.
+
+Prediction batches (from :class:`selab.VisionDataModule`) are ``(images, names)`` for a folder
+and ``(images, targets, names)`` for the test split. The CSV is written to a temporary file and
+renamed when prediction ends, so a failed run leaves an earlier CSV as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 from pathlib import Path
-from typing import Any
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
-
-from .sampling import split_key
-
-
-class ImageFiles(Dataset):
-    """Every image under ``root`` (recursively, sorted by path) as ``(image, path)`` pairs."""
-
-    def __init__(self, root: str | Path, transform=None) -> None:
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"predict_root {self.root} is not a folder of images")
-        self.files = sorted(
-            p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
-        )
-        if not self.files:
-            raise FileNotFoundError(
-                f"no images ({', '.join(IMG_EXTENSIONS)}) under predict_root {self.root}"
-            )
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[Any, str]:
-        image = default_loader(str(self.files[index]))
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, str(self.files[index])
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -81,7 +56,8 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.written = self._output(trainer)
         self.written.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.written, "w", newline="")  # noqa: SIM115  (closed at predict end)
+        self._partial = self.written.with_name(f".{self.written.name}.{os.getpid()}.tmp")
+        self._file = open(self._partial, "w", newline="")  # noqa: SIM115  (closed at predict end)
         self._writer = csv.writer(self._file)
         self._header_done = False
 
@@ -94,35 +70,37 @@ class PredictionWriter(BasePredictionWriter):
         ]
         k = min(self.top_k, probs.shape[1])
         top = probs.topk(k, dim=1)
-        second = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
-        labelled = isinstance(second, torch.Tensor)
+        files = batch[-1]
+        targets = batch[1].tolist() if len(batch) == 3 else None
         if not self._header_done:
-            header = ["file", *(["target"] if labelled else []), "prediction"]
+            header = ["file", *(["target"] if targets is not None else []), "prediction"]
             for i in range(1, k + 1):
                 header += [f"top{i}", f"top{i}_prob"]
             self._writer.writerow(header)
             self._header_done = True
-        indices = list(batch_indices) if batch_indices is not None else [None] * len(probs)
-        for row in range(len(probs)):
-            if second is not None and not labelled:
-                file = second[row]  # a path from ImageFiles
-            else:
-                # The sampler's (epoch, index) key: the image's index in the split.
-                file = split_key(indices[row])[1] if indices[row] is not None else row
-            classes = [names[i] for i in top.indices[row].tolist()]
-            values = [f"{p:.6f}" for p in top.values[row].tolist()]
-            cells = [file, *([names[int(second[row])]] if labelled else []), classes[0]]
+        for row, (indices, values) in enumerate(
+            zip(top.indices.tolist(), top.values.tolist(), strict=True)
+        ):
+            classes = [names[i] for i in indices]
+            cells = [
+                files[row],
+                *([names[targets[row]]] if targets is not None else []),
+                classes[0],
+            ]
             for name, value in zip(classes, values, strict=True):
-                cells += [name, value]
+                cells += [name, f"{value:.6f}"]
             self._writer.writerow(cells)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+            os.replace(self._partial, self.written)
             print(f"predictions written to {self.written}")
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+            with contextlib.suppress(OSError):
+                self._partial.unlink()

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-ANALYZE_NOTEBOOK = Path("notebooks/analyze_checkpoint.ipynb")
+# The repository's notebook, wherever the command runs from (selab is installed editable from it).
+ANALYZE_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "analyze_checkpoint.ipynb"
 
 
 def inject_parameters(notebook, parameters: dict[str, Any]):
@@ -68,18 +69,23 @@ def execute_notebook(
 
 
 def to_html(notebook, output: str | Path) -> Path:
+    """Render an executed notebook to ``output`` (written whole or not at all)."""
     from nbconvert import HTMLExporter
+
+    from .runs import atomic_write_text
 
     body, _ = HTMLExporter().from_notebook_node(notebook)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(body, encoding="utf-8")
-    return output
+    return atomic_write_text(output, body)
 
 
 def default_output(run: str | Path) -> Path:
+    """``<run>/report.html`` for a run folder, ``<name>-report.html`` beside a checkpoint."""
+    from .runs import REPORT
+
     run = Path(run)
-    return run / "report.html" if run.is_dir() else run.with_name(f"{run.stem}-report.html")
+    return run / REPORT if run.is_dir() else run.with_name(f"{run.stem}-{REPORT}")
 
 
 def report(
@@ -89,7 +95,12 @@ def report(
     **parameters: Any,
 ) -> Path:
     """Render the checkpoint-analysis notebook for a run folder or checkpoint to HTML."""
+    from .analysis import resolve_checkpoint
+
     run = Path(run).expanduser().resolve()
+    resolve_checkpoint(run)  # a missing run or checkpoint fails here, in one line
+    if not Path(notebook).is_file():
+        raise FileNotFoundError(f"notebook {notebook} not found; pass --notebook PATH")
     executed = execute_notebook(notebook, {"checkpoint": str(run), **parameters})
     return to_html(executed, output or default_output(run))
 
@@ -113,8 +124,16 @@ def main(argv: list[str] | None = None) -> None:
         help="another notebook parameter, e.g. data_root=data/ or batch_size=512",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    bad = [item for item in args.parameter if "=" not in item]
+    if bad:
+        parser.error(f"-p {bad[0]!r}: write NAME=VALUE, e.g. batch_size=512")
     extra = dict(item.split("=", 1) for item in args.parameter)
-    path = report(args.run, args.output, args.notebook, **{k: _value(v) for k, v in extra.items()})
+    try:
+        path = report(
+            args.run, args.output, args.notebook, **{k: _value(v) for k, v in extra.items()}
+        )
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
     print(f"report written to {path}")
 
 

@@ -12,9 +12,11 @@ notebooks stay short calls plus plots and the numbers are tested like any other 
   ablation, on the fly), :func:`stage_ablation` measures what that costs.
 - Cost: :func:`count_macs` (``torch.utils.flop_counter``; MACs = FLOPs / 2), :func:`complexity`
   (with vs without attention), :func:`module_table`.
-- Runs: :func:`find_runs`, :func:`read_run`, :func:`results_table`, :func:`plot_learning_curves`.
+- Runs: :func:`find_runs`, :func:`read_run`, :func:`results_table`, :func:`plot_learning_curves`
+  (the run-folder layout itself lives in :mod:`selab.runs`).
 
-Plots use matplotlib, imported only when a ``plot_*`` function is called.
+Tables are pandas DataFrames; :func:`to_markdown` prints one readably and :func:`show` renders it in
+Jupyter. Plots use matplotlib, imported only when a ``plot_*`` function is called.
 """
 
 from .checkpoints import (  # noqa: F401
@@ -52,8 +54,10 @@ from .runs import (  # noqa: F401
     Run,
     _hparam_value,
     find_runs,
+    hparams_table,
+    read_hparams,
     read_run,
     read_runs,
     results_table,
 )
-from .tables import Table  # noqa: F401
+from .tables import format_value, formatted, show, to_markdown  # noqa: F401

@@ -14,13 +14,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     The best is the one ModelCheckpoint recorded in ``last.ckpt``; failing that ``last.ckpt``,
     failing that the newest ``.ckpt`` of the run.
     """
+    from .. import runs
+
     path = Path(path)
     if path.is_file():
         return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    folder = runs.checkpoint_dir(path) if runs.checkpoint_dir(path).is_dir() else path
     if not folder.is_dir():
         raise FileNotFoundError(f"{path} is neither a checkpoint file nor a run folder")
-    last = folder / "last.ckpt"
+    last = folder / runs.LAST_CHECKPOINT
     if last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=False)
         for key, value in state.get("callbacks", {}).items():
@@ -71,8 +73,9 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def example_input(dataset_or_loader, n: int = 1) -> torch.Tensor:
-    """``n`` images from a dataset or a data loader, as a batch."""
-    if isinstance(dataset_or_loader, torch.utils.data.DataLoader):
+    """``n`` images from a dataset (indexable, ``[i] -> (image, target)``) or from anything that
+    yields batches (a ``DataLoader``, the memory loader's batches), as a batch."""
+    if not hasattr(dataset_or_loader, "__getitem__"):
         batch = next(iter(dataset_or_loader))
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         return images[:n]

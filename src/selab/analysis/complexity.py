@@ -7,7 +7,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .gates import attention_name, find_attention, without_attention
-from .tables import Table
 
 
 def count_params(module: nn.Module) -> int:
@@ -39,9 +38,15 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
     return _flop_counter(model, example).get_total_flops() // 2
 
 
-def complexity(model: nn.Module, example: torch.Tensor, macs: int | None = None) -> Table:
-    """Parameters and MACs per image with and without the attention blocks (``macs``: the
-    model's count if already known, to save a pass)."""
+def complexity(model: nn.Module, example: torch.Tensor, macs: int | None = None):
+    """Parameters and MACs per image with and without the attention blocks, and the attention's
+    share, as a DataFrame (``macs``: the model's count if already known, to save a pass).
+
+    Rows ``with attention``, ``without attention``, ``attention`` (the difference); columns
+    ``params``, ``MACs`` and ``params %`` / ``MACs %`` of the whole model.
+    """
+    import pandas as pd
+
     example = example[:1]
     params = count_params(model)
     macs = count_macs(model, example) if macs is None else macs
@@ -49,22 +54,26 @@ def complexity(model: nn.Module, example: torch.Tensor, macs: int | None = None)
     with without_attention(model):
         base_macs = count_macs(model, example)
     rows = [
-        {"model": "with attention", "params": params, "MACs": macs},
-        {"model": "without attention", "params": params - attention_params, "MACs": base_macs},
-        {
-            "model": "attention share",
-            "params": f"{attention_params / max(params, 1):.2%}",
-            "MACs": f"{(macs - base_macs) / max(macs, 1):.2%}",
-        },
+        ("with attention", params, macs),
+        ("without attention", params - attention_params, base_macs),
+        ("attention", attention_params, macs - base_macs),
     ]
-    return Table(rows)
+    table = pd.DataFrame(rows, columns=["model", "params", "MACs"])
+    table["params %"] = 100 * table["params"] / max(params, 1)
+    table["MACs %"] = 100 * table["MACs"] / max(macs, 1)
+    table.attrs["formats"] = {"params %": "{:.2f}", "MACs %": "{:.2f}"}
+    return table
 
 
-def module_table(model: nn.Module, example: torch.Tensor) -> Table:
-    """Parameters and MACs per image of each top-level part of ``model``, attention summed apart.
+def module_table(model: nn.Module, example: torch.Tensor):
+    """Parameters and MACs per image of each top-level part of ``model``, attention summed apart,
+    as a DataFrame (columns ``module``, ``type``, ``params``, ``MACs``).
 
-    The part rows include their attention blocks; the attention row repeats that share.
+    The part rows include their attention blocks; the attention row repeats that share. The last
+    row, ``total``, is the whole model: ``table["MACs"].iloc[-1]`` is its MACs per image.
     """
+    import pandas as pd
+
     example = example[:1]
     counter = _flop_counter(model, example)
     counts = counter.get_flop_counts()
@@ -89,4 +98,4 @@ def module_table(model: nn.Module, example: torch.Tensor) -> Table:
         )
     total = counter.get_total_flops() // 2
     rows.append({"module": "total", "type": root, "params": count_params(model), "MACs": total})
-    return Table(rows)
+    return pd.DataFrame(rows, columns=["module", "type", "params", "MACs"])

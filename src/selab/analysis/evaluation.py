@@ -12,7 +12,6 @@ from torch import nn
 
 from .checkpoints import example_input, pick_device
 from .gates import GateHooks, GateStats, attention_blocks, without_attention
-from .tables import Table
 
 
 @dataclass
@@ -63,17 +62,30 @@ class Evaluation:
             for name, acc, total in zip(self.class_names, accuracy, totals, strict=True)
         }
 
-    def per_class_table(self) -> Table:
+    def per_class_table(self):
+        """Images and accuracy per class, as a DataFrame."""
+        import pandas as pd
+
         counts = self.confusion.sum(1).tolist()
-        return Table(
-            {"class": name, "images": n, "accuracy": acc}
-            for (name, acc), n in zip(self.per_class.items(), counts, strict=True)
+        return pd.DataFrame(
+            {
+                "class": list(self.per_class),
+                "images": counts,
+                "accuracy": list(self.per_class.values()),
+            }
         )
 
-    def summary(self) -> Table:
-        return Table(
-            [{"images": len(self.targets), "top-1": self.top1, "top-5": self.top5}],
-        )
+    def summary(self):
+        """Images, top-1 and top-5, as a one-row DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([{"images": len(self.targets), "top-1": self.top1, "top-5": self.top5}])
+
+    def most_confused_table(self, k: int = 5):
+        """:meth:`most_confused` as a DataFrame (true, predicted, images)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.most_confused(k), columns=["true", "predicted", "images"])
 
     def most_confused(self, k: int = 5) -> list[tuple[str, str, int]]:
         """The ``k`` largest off-diagonal confusion counts as (true, predicted, count)."""
@@ -162,12 +174,15 @@ def stage_ablation(
     loader: torch.utils.data.DataLoader,
     stages: Iterable[int] | str | None = None,
     device: str | torch.device | None = "auto",
-) -> Table:
+):
     """Accuracy with all attention, then with the attention of some stages replaced by identity.
 
     ``stages``: None for the last stage only (the SE paper's ablation), ``"all"`` for each stage in
     turn plus every stage at once, or a list of 1-based stages. Each row is a pass over ``loader``.
+    Returns a DataFrame (``attention removed``, ``blocks removed``, ``top-1``, ``top-5``, ``Δ top-1``).
     """
+    import pandas as pd
+
     example = example_input(loader)
     blocks = attention_blocks(model, example)
     if not blocks:
@@ -195,4 +210,6 @@ def stage_ablation(
                 "Δ top-1": result.top1 - full.top1,
             }
         )
-    return Table(rows, formats={"Δ top-1": "{:+.4f}"})
+    table = pd.DataFrame(rows)
+    table.attrs["formats"] = {"Δ top-1": "{:+.4f}"}
+    return table

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,23 +11,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import models as _models  # noqa: F401  (importing registers every attention variant)
-from ..models.layers.create_attn import _ATTENTION
-from .tables import Table
-
-_STAGE_PATTERNS = (
-    (re.compile(r"(?:^|\.)stages\.(\d+)(?:\.|$)"), 1),  # selab's CIFAR nets: stages.0 is stage 1
-    (re.compile(r"(?:^|\.)layer(\d+)(?:\.|$)"), 0),  # torchvision-style ResNets: layer1 is stage 1
-)
+from ..models.layers import attention_classes
 
 
 @dataclass
 class AttentionBlock:
     """One channel-attention module of a network.
 
-    ``stage`` is 1-based: from the module path (``stages.<i>`` counts from 0, ``layer<i>`` from 1)
-    where it has one, else by spatial size (blocks seeing the same H x W form a stage, the largest
-    maps are stage 1). ``shape`` is the (C, H, W) of the feature map the block sees.
+    ``stage`` is 1-based: the ``stage`` the backbone gave the module when it built it (every selab
+    backbone and ``inject_attention`` do), else by spatial size (blocks seeing the same H x W form
+    a stage, the largest maps are stage 1). ``shape`` is the (C, H, W) of the feature map the block
+    sees.
     """
 
     name: str
@@ -52,12 +45,12 @@ class AttentionBlock:
 
 def attention_types() -> tuple[type, ...]:
     """Every registered attention class (``selab.models.register_attention``)."""
-    return tuple(_ATTENTION.values())
+    return tuple(attention_classes().values())
 
 
 def attention_name(module: nn.Module) -> str:
     """The registry name of an attention module's class (the most specific one)."""
-    for name, cls in _ATTENTION.items():
+    for name, cls in attention_classes().items():
         if type(module) is cls:
             return name
     return type(module).__name__
@@ -71,14 +64,6 @@ def find_attention(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if isinstance(module, types) and not any(name.startswith(f"{p}.") for p, _ in found):
             found.append((name, module))
     return found
-
-
-def _stage_from_name(name: str) -> int | None:
-    for pattern, offset in _STAGE_PATTERNS:
-        matches = pattern.findall(name)
-        if matches:
-            return int(matches[-1]) + offset
-    return None
 
 
 @torch.no_grad()
@@ -107,7 +92,7 @@ def attention_blocks(model: nn.Module, example: torch.Tensor) -> list[AttentionB
         for handle in handles:
             handle.remove()
     used = [(name, module) for name, module in found if name in shapes]
-    stages = [_stage_from_name(name) for name, _ in used]
+    stages = [getattr(module, "stage", None) for _, module in used]
     if None in stages:  # by resolution: the largest feature maps are stage 1
         sizes = sorted({math.prod(shapes[n][1:]) for n, _ in used}, reverse=True)
         stages = [sizes.index(math.prod(shapes[n][1:])) + 1 for n, _ in used]
@@ -295,8 +280,10 @@ class GateStats:
                 grouped.setdefault(block.stage, []).append(block)
         return dict(sorted(grouped.items()))
 
-    def stage_summary(self) -> Table:
-        """Per stage: blocks, channels, and the spread of the per-channel mean gates."""
+    def stage_summary(self):
+        """Per stage: blocks, channels, and the spread of the per-channel mean gates (a DataFrame)."""
+        import pandas as pd
+
         rows = []
         for stage, blocks in self.stages().items():
             means = torch.cat([self.mean(b.name) for b in blocks])
@@ -311,7 +298,8 @@ class GateStats:
                     "max": float(means.max()),
                 }
             )
-        return Table(rows)
+        columns = ["stage", "blocks", "channels", "mean gate", "std", "min", "max"]
+        return pd.DataFrame(rows, columns=columns)
 
 
 def default_class_blocks(blocks: Sequence[AttentionBlock]) -> list[str]:

@@ -167,12 +167,10 @@ def plot_learning_curves(
     axes = fig.subplots(1, len(tags), squeeze=False)[0]
     for ax, tag in zip(axes, tags, strict=True):
         for run in runs:
-            events = run.scalars.get(tag, [])
-            if events:
-                marker = "." if len(events) < 20 else None
-                ax.plot(
-                    [e[0] for e in events], [e[1] for e in events], label=run.name, marker=marker
-                )
+            values = run.series(tag)
+            if len(values):
+                marker = "." if len(values) < 20 else None
+                ax.plot(values.index, values.to_numpy(), label=run.name, marker=marker)
         ax.set_title(tag)
         ax.set_xlabel("step")
     if any(ax.get_legend_handles_labels()[0] for ax in axes):

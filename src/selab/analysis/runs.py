@@ -1,71 +1,68 @@
-"""Runs under ``logs/``: hyper-parameters and metrics read back from TensorBoard event files."""
+"""Runs under ``logs/`` side by side: metrics (from :mod:`selab.runs`) and the HParams the
+Dashboard logged to TensorBoard."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tables import Table
+from .. import runs as run_folders
 
 HPARAMS_TAG = "_hparams_/session_start_info"
 # The hyper-parameters selab's Dashboard logs to the HParams tab, in display order.
 HPARAMS = ("backbone", "attention", "reduction", "optimizer", "lr", "batch_size", "epochs", "dataset", "params", "macs")  # fmt: skip
 
 
+def _empty_metrics():
+    import pandas as pd
+
+    return pd.DataFrame(columns=["epoch", "step"])
+
+
 @dataclass
 class Run:
-    """One run folder's TensorBoard data: ``scalars[tag]`` = [(step, value, wall_time), ...]."""
+    """One run folder: its metrics (a DataFrame, see :func:`selab.runs.read_metrics`), the
+    HParams logged to TensorBoard and the training seconds recorded in ``status.json``."""
 
     path: Path
     name: str
-    scalars: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
+    metrics: Any = field(default_factory=_empty_metrics)
     hparams: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+
+    def series(self, tag: str):
+        """``tag``'s logged values indexed by step."""
+        if tag not in self.metrics:
+            import pandas as pd
+
+            return pd.Series(dtype=float, name=tag)
+        rows = self.metrics.loc[self.metrics[tag].notna(), ["step", tag]]
+        return rows.set_index("step")[tag]
 
     def values(self, tag: str) -> list[float]:
-        return [value for _, value, _ in self.scalars.get(tag, [])]
+        return self.series(tag).tolist()
 
     def last(self, tag: str) -> float | None:
-        values = self.values(tag)
-        return values[-1] if values else None
+        return run_folders.final_value(self.metrics, tag)
 
     def best(self, tag: str, mode: str = "max") -> float | None:
-        values = self.values(tag)
-        if not values:
+        values = self.series(tag)
+        if values.empty:
             return None
-        return max(values) if mode == "max" else min(values)
+        return float(values.max() if mode == "max" else values.min())
 
     @property
     def wall_time(self) -> float | None:
-        """Seconds of training: the last ``time/fit_elapsed_s``, else the span of the train and
-        validation events."""
-        elapsed = self.last("time/fit_elapsed_s")
-        if elapsed is not None:
-            return elapsed
-        times = [
-            t
-            for tag, events in self.scalars.items()
-            if tag.startswith(("train/", "val/"))
-            for _, _, t in events
-        ]
-        return max(times) - min(times) if times else None
+        """Seconds of training: ``status.json``'s fit seconds, else the last
+        ``time/fit_elapsed_s`` logged."""
+        return self.seconds if self.seconds is not None else self.last("time/fit_elapsed_s")
 
 
 def find_runs(root: str | Path = "logs", pattern: str = "**") -> list[Path]:
-    """Run folders (holding TensorBoard event files) under ``root`` whose path matches ``pattern``
-    (a glob relative to ``root``, e.g. ``cifar10/*/version_*``), sorted."""
-    root = Path(root)
-    folders = {p.parent for p in root.glob(f"{pattern}/events.out.tfevents.*")}
-    if pattern != "**":
-        folders |= {p.parent for p in root.glob(f"{pattern}/**/events.out.tfevents.*")}
-    return sorted(folders, key=_natural_key)
-
-
-def _natural_key(path: Path) -> list:
-    """``version_10`` after ``version_9``."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+    """Run folders under ``root`` matching ``pattern`` (see :func:`selab.runs.find_runs`)."""
+    return run_folders.find_runs(root, pattern)
 
 
 def _hparam_value(value) -> Any:
@@ -76,29 +73,40 @@ def _hparam_value(value) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def read_run(path: str | Path, root: str | Path | None = None) -> Run:
-    """Scalars and HParams of a run folder, read with TensorBoard's own ``EventAccumulator``."""
+def read_hparams(path: str | Path) -> dict[str, Any]:
+    """The HParams session a run logged to TensorBoard (TensorBoard's own reader), {} if none."""
+    if not any(Path(path).glob(run_folders.EVENTS_GLOB)):
+        return {}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    path = Path(path)
-    guidance = {"scalars": 0, "histograms": 1, "images": 1, "tensors": 1, "audio": 1}
+    guidance = {"scalars": 1, "histograms": 1, "images": 1, "tensors": 1, "audio": 1}
     events = EventAccumulator(str(path), size_guidance=guidance)
     events.Reload()
-    name = str(path.relative_to(root)) if root is not None else str(path)
-    run = Run(path=path, name=name)
-    for tag in events.Tags()["scalars"]:
-        run.scalars[tag] = [(e.step, e.value, e.wall_time) for e in events.Scalars(tag)]
     try:
         raw = events.PluginTagToContent("hparams").get(HPARAMS_TAG)
     except KeyError:  # no HParams in this run
         raw = None
-    if raw:
-        info = plugin_data_pb2.HParamsPluginData.FromString(raw).session_start_info
-        order = {key: i for i, key in enumerate(HPARAMS)}
-        keys = sorted(info.hparams, key=lambda k: (order.get(k, len(order)), k))
-        run.hparams = {key: _hparam_value(info.hparams[key]) for key in keys}
-    return run
+    if not raw:
+        return {}
+    info = plugin_data_pb2.HParamsPluginData.FromString(raw).session_start_info
+    order = {key: i for i, key in enumerate(HPARAMS)}
+    keys = sorted(info.hparams, key=lambda k: (order.get(k, len(order)), k))
+    return {key: _hparam_value(info.hparams[key]) for key in keys}
+
+
+def read_run(path: str | Path, root: str | Path | None = None) -> Run:
+    """Metrics, HParams and training time of a run folder."""
+    path = Path(path)
+    name = str(path.relative_to(root)) if root is not None else str(path)
+    seconds = (run_folders.read_status(path).get("fit") or {}).get("seconds")
+    return Run(
+        path=path,
+        name=name,
+        metrics=run_folders.read_metrics(path),
+        hparams=read_hparams(path),
+        seconds=seconds,
+    )
 
 
 def read_runs(root: str | Path = "logs", pattern: str = "**") -> list[Run]:
@@ -110,8 +118,11 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def results_table(runs: Sequence[Run]) -> Table:
-    """Best val top-1, test top-1/top-5, parameters, MACs and wall time, one row per run."""
+def results_table(runs: Sequence[Run]):
+    """Best val top-1, test top-1/top-5, parameters, MACs and wall time, one row per run, as a
+    DataFrame."""
+    import pandas as pd
+
     rows = []
     for run in runs:
         wall = run.wall_time
@@ -128,4 +139,15 @@ def results_table(runs: Sequence[Run]) -> Table:
                 "wall time": _format_seconds(wall) if wall is not None else None,
             }
         )
-    return Table(rows)
+    table = pd.DataFrame(rows)
+    for column in ("params", "MACs"):
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return table
+
+
+def hparams_table(runs: Sequence[Run]):
+    """The HParams of each run, one row per run, as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame([{"run": run.name, **run.hparams} for run in runs])

@@ -1,58 +1,69 @@
-"""Small result tables that render as Markdown in notebooks and text in TensorBoard."""
+"""Result tables are pandas DataFrames; these helpers print them readably as Markdown.
+
+``to_markdown`` is ``DataFrame.to_markdown`` (tabulate) after formatting each cell: integers with
+thousands separators, floats with 4 decimals (or a per-column format), missing values as ``-``.
+``show`` wraps it for Jupyter, where it renders as a table.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 
-class Table:
-    """Rows of a small results table; prints as Markdown and renders as a table in notebooks."""
+def format_value(value: Any, fmt: str | None = None) -> str:
+    """One cell as text: ``-`` for missing, ``fmt`` if given, ``1,234`` / ``0.1234`` otherwise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    try:
+        import pandas as pd
 
-    def __init__(
-        self, rows: Iterable[dict[str, Any]], formats: dict[str, str] | None = None
-    ) -> None:
-        self.rows = [dict(row) for row in rows]
-        self.formats = dict(formats or {})
-        self.columns: list[str] = []
-        for row in self.rows:
-            self.columns += [key for key in row if key not in self.columns]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.rows[index]
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.rows)
-
-    def column(self, name: str) -> list[Any]:
-        return [row.get(name) for row in self.rows]
-
-    def _cell(self, column: str, value: Any) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if value is pd.NA or value is pd.NaT:
             return "-"
-        if column in self.formats:
-            return self.formats[column].format(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return str(value)
-        if isinstance(value, int):
-            return f"{value:,}"
-        return f"{value:.4f}"
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pass
+    if fmt is not None:
+        return fmt.format(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+            return format_value(value.item(), fmt)
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4f}"
 
-    def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(self.columns) + " |", "|" + " --- |" * len(self.columns)]
-        for row in self.rows:
-            cells = [self._cell(c, row.get(c)).replace("|", "\\|") for c in self.columns]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
 
-    __str__ = to_markdown
+def formatted(table, formats: dict[str, str] | None = None):
+    """A copy of ``table`` with every cell turned into its display text (see :func:`format_value`)."""
+    formats = formats or {}
+    text = table.astype(object).copy()
+    for column in table.columns:
+        fmt = formats.get(column)
+        text[column] = [format_value(v, fmt) for v in table[column].tolist()]
+    return text
 
-    def __repr__(self) -> str:
-        return self.to_markdown()
 
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
+def to_markdown(table, formats: dict[str, str] | None = None) -> str:
+    """A DataFrame as a Markdown table (no index column), cells formatted by :func:`formatted`
+    with ``formats`` (column -> format string) over those in ``table.attrs["formats"]``."""
+    formats = {**table.attrs.get("formats", {}), **(formats or {})}
+    text = formatted(table, formats).map(lambda s: s.replace("|", "\\|"))
+    alignment = ["right" if _numeric(table[c]) else "left" for c in table.columns]
+    return text.to_markdown(index=False, colalign=alignment or None, disable_numparse=True)
+
+
+def _numeric(column) -> bool:
+    import pandas as pd
+
+    values = column.dropna()
+    return bool(len(values)) and pd.api.types.is_numeric_dtype(values.infer_objects())
+
+
+def show(table, formats: dict[str, str] | None = None):
+    """A DataFrame rendered as a Markdown table in Jupyter (``IPython.display.Markdown``)."""
+    from IPython.display import Markdown
+
+    return Markdown(to_markdown(table, formats))
+
+
+__all__ = ["format_value", "formatted", "show", "to_markdown"]

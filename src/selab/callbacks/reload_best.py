@@ -57,7 +57,9 @@ class ReloadBestOnLRDrop(Callback):
                 f"{sorted(trainer.callback_metrics)}"
             )
         value = float(value)  # once per validation epoch
-        better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+        better = self.best is None or (
+            value < self.best if self.mode == "min" else value > self.best
+        )
         if better:
             self.best = value
             self.best_state = copy.deepcopy(pl_module.state_dict())

@@ -1,0 +1,33 @@
+"""``ModelCheckpoint`` whose ``last.ckpt`` is always the last epoch.
+
+Lightning 2.6 writes ``last.ckpt`` only at a step where a top-k checkpoint was saved too
+("Only save last checkpoint if a checkpoint was actually saved in this step"), so with
+``save_top_k: 1`` it stays at the best epoch: ``--ckpt_path last`` would resume from there and
+testing ``last.ckpt`` would test the best epoch. This subclass also writes it after every other
+validation (or training epoch end, when that is where checkpoints are saved).
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+
+
+class ModelCheckpoint(LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, with ``last.ckpt`` written at every checkpointing point."""
+
+    def _save_last_if_missed(self, trainer: Trainer) -> None:
+        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
+            return
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)

@@ -1,0 +1,218 @@
+"""Cells of a study: one (arm, seed) each, an ordinary ``selab fit`` then ``selab test``.
+
+A cell's run folder is ``<out>/<arm>/seed_<seed>/`` (a TensorBoardLogger and a
+``selab.loggers.CSVLogger`` with ``save_dir=<out>``, ``name=<arm>``, ``version=seed_<seed>``), so it
+is an ordinary run folder (see :mod:`selab.runs`). Whether a cell runs, resumes or is skipped is
+decided from that folder: test results present -> done; ``last.ckpt`` present -> resume the fit
+from it (or only test, when the fit had finished); else a new fit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import runs
+from .spec import Arm, Study
+
+# What a cell's folder says should happen to it.
+DONE, RUNNING, NEW, RESUME, TEST = "done", "running", "new", "resume", "test"
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    path = Path(path)
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    try:
+        return str(absolute.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute.resolve())
+
+
+def override_arg(key: str, value: Any) -> str:
+    """``--key=value`` as jsonargparse reads it: strings as they are, anything else as JSON."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return f"--{key}={text}"
+
+
+def logger_arg(out: Path, arm: str, seed: int) -> str:
+    """Both loggers of a cell, writing to one folder ``<out>/<arm>/seed_<seed>``."""
+    init = {"save_dir": display_path(out), "name": arm, "version": f"seed_{seed}"}
+    loggers = [
+        {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {**init, "default_hp_metric": False},
+        },
+        {"class_path": "selab.loggers.CSVLogger", "init_args": init},
+    ]
+    return "--trainer.logger=" + json.dumps(loggers, separators=(",", ":"))
+
+
+@dataclass
+class Cell:
+    """One (arm, seed) of a study and the commands that run it."""
+
+    arm: str
+    seed: int
+    folder: Path
+    args: list[str]  # arguments shared by fit and test, after the subcommand
+    action: str = NEW
+    steps: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}/seed_{self.seed}"
+
+    def fit_args(self, resume: bool = False) -> list[str]:
+        args = ["fit", *self.args]
+        if resume:
+            args.append(
+                f"--ckpt_path={display_path(runs.checkpoint_dir(self.folder) / runs.LAST_CHECKPOINT)}"
+            )
+        return args
+
+    def test_args(self) -> list[str]:
+        ckpt = runs.checkpoint_dir(self.folder) / runs.LAST_CHECKPOINT
+        return ["test", *self.args, f"--ckpt_path={display_path(ckpt)}"]
+
+    def spec(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """What a launcher needs to run the cell anywhere: plain data, picklable."""
+        return {
+            "arm": self.arm,
+            "seed": self.seed,
+            "folder": str(Path(self.folder).resolve()),
+            "steps": [(name, list(argv)) for name, argv in self.steps],
+            "cwd": os.getcwd(),
+            "env": dict(env or {}),
+        }
+
+
+def command_line(argv: list[str]) -> str:
+    """The command a user would type: ``selab <subcommand> ...``, quoted for a POSIX shell."""
+    return shlex.join(["selab", *argv])
+
+
+def cell_args(
+    study: Study, arm: Arm, seed: int, out: Path, settings: list[str], extra: list[str]
+) -> list[str]:
+    """Arguments of a cell's fit and test: base and arm configs, the study's and the arm's
+    overrides, ``--set`` settings, the seed, the loggers, then ``extra`` (after ``--``)."""
+    args: list[str] = []
+    for config in [*study.base, *arm.configs]:
+        args += ["--config", display_path(config)]
+    args.append("--trainer.enable_progress_bar=false")  # output goes to run.log
+    for key, value in {**study.overrides, **arm.overrides}.items():
+        args.append(override_arg(key, value))
+    args += [f"--{setting}" for setting in settings]
+    args += [f"--seed_everything={seed}", logger_arg(out, arm.name, seed)]
+    return args + list(extra)
+
+
+def decide(folder: Path) -> str:
+    """What to do with a cell, from what its folder holds."""
+    if not folder.is_dir():
+        return NEW
+    if runs.has_test_results(folder):
+        return DONE
+    if runs.run_state(folder) == runs.RUNNING:
+        return RUNNING
+    if runs.last_checkpoint(folder) is not None:
+        return TEST if runs.fit_finished(folder) else RESUME
+    return NEW
+
+
+def plan(
+    study: Study,
+    out: Path,
+    settings: list[str] = (),
+    extra: list[str] = (),
+    arms: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> list[Cell]:
+    """Every cell to consider, seed by seed (all arms of the first seed first, so paired
+    comparisons are available early), with what its folder says to do."""
+    cells = []
+    for seed in seeds if seeds is not None else study.seeds:
+        for name in arms if arms is not None else study.arms:
+            arm = study.arms[name]
+            folder = runs.run_dir(out, name, f"seed_{seed}")
+            cell = Cell(
+                name, seed, folder, cell_args(study, arm, seed, out, list(settings), list(extra))
+            )
+            cell.action = decide(folder)
+            if cell.action == NEW:
+                cell.steps = [("fit", cell.fit_args()), ("test", cell.test_args())]
+            elif cell.action == RESUME:
+                cell.steps = [("fit", cell.fit_args(resume=True)), ("test", cell.test_args())]
+            elif cell.action == TEST:
+                cell.steps = [("test", cell.test_args())]
+            cells.append(cell)
+    return cells
+
+
+def run_cell(spec: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
+    """Run a cell's steps one after another as ``python -m selab ...`` subprocesses.
+
+    Output goes to ``<cell>/run.log`` (appended, each command on a header line). A step that fails
+    ends the cell; its failure is recorded in ``status.json`` when the command could not record it
+    itself. ``stop`` (set by a launcher) terminates the running step. Runs on whatever machine the
+    launcher chose; returns plain data.
+    """
+    folder = Path(spec["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"}
+    start = time.time()
+    result = {"arm": spec["arm"], "seed": spec["seed"], "folder": str(folder), "ok": True,
+              "step": None, "returncode": 0, "log": str(folder / runs.RUN_LOG)}  # fmt: skip
+    for name, argv in spec["steps"]:
+        with open(folder / runs.RUN_LOG, "a", encoding="utf-8") as log:
+            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {command_line(argv)}\n")
+            log.flush()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "selab", *argv],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=spec.get("cwd"), env=env,
+            )  # fmt: skip
+            try:
+                returncode = _wait(process, stop)
+            except BaseException:  # the launcher was interrupted or cancelled the cell
+                _terminate(process)
+                raise
+            log.write(f"# exit status {returncode}\n")
+        if returncode != 0:
+            runs.mark_failed(folder, name, returncode, argv, process.pid)
+            result.update(ok=False, step=name, returncode=returncode)
+            break
+    result["seconds"] = round(time.time() - start, 1)
+    return result
+
+
+def _wait(process: subprocess.Popen, stop: threading.Event | None) -> int:
+    while True:
+        try:
+            return process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if stop is not None and stop.is_set():
+                _terminate(process)
+                return process.wait()
+
+
+def _terminate(process: subprocess.Popen, grace: float = 30.0) -> None:
+    """Interrupt as Ctrl+C would (Lightning records it and exits cleanly), kill if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

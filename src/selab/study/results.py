@@ -1,0 +1,268 @@
+"""``selab study report``: every cell's metrics into pandas, statistics per arm, tables and a figure.
+
+Writes into the study folder, each file to a temporary name and then renamed over the old one:
+
+- ``cells.csv``: one row per (arm, seed): status, epochs, each reported number, folder.
+- ``results.csv``: one row per (number, arm): n, mean, std, 95% t-interval, min, max, the paired
+  difference to the baseline with its interval, the published number and the difference to it.
+- ``results.md``: the same as Markdown tables.
+- ``results.png``: per arm every seed's value with the mean and its 95% interval (published
+  numbers as crosses), and the learning curves per arm.
+
+Only finished cells (test results logged) count in the statistics; the others are listed with
+their status and the values they have logged so far.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from .. import runs
+from ..analysis.tables import to_markdown
+from .spec import Study
+from .stats import paired_difference, summarize
+
+CELLS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = (
+    "cells.csv",
+    "results.csv",
+    "results.md",
+    "results.png",
+)
+
+
+def cell_values(study: Study, metrics) -> dict[str, float | None]:
+    """The numbers a study reports for one cell, in the study's units."""
+    values: dict[str, float | None] = {}
+    final = runs.final_value(metrics, study.metric)
+    if study.last_epochs:
+        per_epoch = runs.epoch_values(metrics, study.metric)
+        k = study.last_epochs
+        last_k = float(per_epoch.iloc[-k:].mean()) if len(per_epoch) >= k else None
+        values[f"{study.metric} last {k} mean"] = last_k
+        values[f"{study.metric} final"] = final
+    else:
+        values[study.metric] = final
+    for name in study.other_metrics:
+        values.setdefault(name, runs.final_value(metrics, name))
+    return {k: None if v is None else v * study.scale for k, v in values.items()}
+
+
+def curve_metric(study: Study) -> str:
+    """The per-epoch metric drawn as learning curves: the study's metric, or its ``val/``
+    counterpart when it is a ``test/`` metric (logged once)."""
+    if study.metric.startswith("test/"):
+        return "val/" + study.metric.split("/", 1)[1]
+    return study.metric
+
+
+def collect(study: Study, out: str | Path):
+    """One row per cell (arm, seed, status, epochs, the study's numbers, folder), and each cell's
+    learning curve: (cells DataFrame, {(arm, seed): Series by epoch})."""
+    import pandas as pd
+
+    out = Path(out)
+    rows, curves = [], {}
+    for seed in study.seeds:
+        for arm in study.arms:
+            folder = runs.run_dir(out, arm, f"seed_{seed}")
+            row = {"arm": arm, "seed": seed}
+            if not folder.is_dir():
+                row.update({"status": "missing", "epochs": 0, **dict.fromkeys(study.quantities)})
+            else:
+                metrics = runs.read_metrics(folder)
+                finished = runs.has_test_results(folder, metrics)
+                state = runs.run_state(folder, metrics)
+                row["status"] = runs.FINISHED if finished else state
+                row["epochs"] = runs.epochs_done(metrics)
+                row.update(cell_values(study, metrics))  # shown for every cell, counted if finished
+                seconds = (runs.read_status(folder).get("fit") or {}).get("seconds")
+                row["fit seconds"] = seconds
+                curve = runs.epoch_values(metrics, curve_metric(study))
+                if len(curve):
+                    curves[(arm, seed)] = curve * study.scale
+            row["folder"] = str(folder)
+            rows.append(row)
+    cells = pd.DataFrame(rows)
+    if "fit seconds" not in cells:
+        cells["fit seconds"] = None
+    columns = ["arm", "seed", "status", "epochs", *study.quantities, "fit seconds", "folder"]
+    return cells[columns], curves
+
+
+def summarise(study: Study, cells):
+    """Per number and arm: the statistics of the finished cells (see :mod:`selab.study.stats`)."""
+    import pandas as pd
+
+    rows = []
+    finished = cells[cells["status"] == runs.FINISHED]
+    for quantity in study.quantities:
+        values = {
+            arm: {
+                int(r.seed): float(r[quantity])
+                for _, r in finished[finished["arm"] == arm].iterrows()
+                if r[quantity] is not None and not _isnan(r[quantity])
+            }
+            for arm in study.arms
+        }
+        base = values[study.baseline]
+        for arm, per_seed in values.items():
+            stats = summarize(per_seed.values())
+            row = {"quantity": quantity, "arm": arm, **stats}
+            if arm == study.baseline:
+                row.update(dict.fromkeys(["paired n", "diff", "diff ci_low", "diff ci_high"]))
+            else:
+                diff = paired_difference(per_seed, base)
+                row.update({"paired n": diff["n"], "diff": diff["mean"],
+                            "diff ci_low": diff["ci_low"], "diff ci_high": diff["ci_high"]})  # fmt: skip
+            published = study.arms[arm].published
+            row["published"] = published
+            row["diff published"] = (
+                stats["mean"] - published if published is not None and stats["n"] else None
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _isnan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _interval(low, high) -> str | None:
+    if low is None or _isnan(low):
+        return None
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _signed(value) -> str | None:
+    return None if value is None or _isnan(value) else f"{value:+.2f}"
+
+
+def markdown(study: Study, cells, summary) -> str:
+    """``results.md``: one table per reported number, then the cells."""
+    import pandas as pd
+
+    unit = "%" if study.units == "percent" else ""
+    lines = [f"# Study {study.name}", ""]
+    if study.description:
+        lines += [study.description.strip(), ""]
+    finished = int((cells["status"] == runs.FINISHED).sum())
+    lines += [
+        f"Arms: {', '.join(study.arms)}; seeds: {', '.join(map(str, study.seeds))}; "
+        f"{finished} of {len(cells)} cells finished. Values in {study.units}"
+        f"{' (metric x 100)' if unit else ''}; 95% intervals are Student t intervals over seeds; "
+        f"Δ is paired with the baseline `{study.baseline}` on the seeds both have.",
+        "",
+    ]
+    for quantity in study.quantities:
+        part = summary[summary["quantity"] == quantity]
+        table = pd.DataFrame(
+            {
+                "arm": part["arm"],
+                "n": part["n"],
+                "mean": part["mean"],
+                "std": part["std"],
+                "95% CI": [
+                    _interval(a, b) for a, b in zip(part["ci_low"], part["ci_high"], strict=True)
+                ],
+                "min": part["min"],
+                "max": part["max"],
+                f"Δ vs {study.baseline}": [_signed(v) for v in part["diff"]],
+                "95% CI of Δ": [
+                    _interval(a, b)
+                    for a, b in zip(part["diff ci_low"], part["diff ci_high"], strict=True)
+                ],
+                "paired seeds": part["paired n"],
+                "published": part["published"],
+                "Δ vs published": [_signed(v) for v in part["diff published"]],
+            }
+        )
+        formats = {c: "{:.2f}" for c in ("mean", "std", "min", "max", "published")}
+        formats.update({"n": "{:d}", "paired seeds": "{:.0f}"})
+        lines += [f"## {quantity}", "", to_markdown(table, formats), ""]
+    shown = cells.drop(columns=["folder"]).copy()
+    shown["fit seconds"] = [_duration(s) for s in shown["fit seconds"]]
+    shown = shown.rename(columns={"fit seconds": "training time"})
+    formats = {q: "{:.2f}" for q in study.quantities}
+    formats["seed"] = "{}"
+    lines += ["## Cells", "", to_markdown(shown, formats), ""]
+    return "\n".join(lines)
+
+
+def _duration(seconds) -> str | None:
+    if seconds is None or _isnan(seconds):
+        return None
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def figure(study: Study, cells, summary, curves):
+    """Per-arm values of every seed with mean and 95% interval; learning curves per arm."""
+    from matplotlib.figure import Figure
+
+    quantity = study.quantities[0]
+    arms = list(study.arms)
+    fig = Figure(figsize=(5 + 0.6 * len(arms) + 5.5, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1 + 0.15 * len(arms), 1.4])
+    colours = [f"C{i % 10}" for i in range(len(arms))]
+    part = summary[summary["quantity"] == quantity].set_index("arm")
+    finished = cells[cells["status"] == runs.FINISHED]
+    for x, (arm, colour) in enumerate(zip(arms, colours, strict=True)):
+        mine = finished[finished["arm"] == arm]
+        values = [float(v) for v in mine[quantity] if v is not None and not _isnan(v)]
+        offsets = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
+        left.scatter(offsets, values, color=colour, alpha=0.6, s=18, zorder=3)
+        row = part.loc[arm]
+        if row["n"]:
+            low, high = row["ci_low"], row["ci_high"]
+            error = None if _isnan(low) else [[row["mean"] - low], [high - row["mean"]]]
+            left.errorbar(
+                x + 0.25, row["mean"], yerr=error, fmt="o", color="black", capsize=4, zorder=4
+            )
+        if row["published"] is not None and not _isnan(row["published"]):
+            left.scatter([x + 0.25], [row["published"]], marker="x", color="red", s=50, zorder=5)
+    left.set_xticks(range(len(arms)), arms)
+    left.set_xlim(-0.6, len(arms) - 0.3)
+    left.set_ylabel(quantity + (" (%)" if study.units == "percent" else ""))
+    left.set_title("seeds (dots), mean ± 95% CI (black), published (red x)", fontsize=9)
+    for arm, colour in zip(arms, colours, strict=True):
+        mine = [curve for (a, _), curve in curves.items() if a == arm]
+        for curve in mine:
+            right.plot(curve.index + 1, curve.to_numpy(), color=colour, alpha=0.3, lw=0.8)
+        if mine:
+            import pandas as pd
+
+            mean = pd.concat(mine, axis=1).mean(axis=1)
+            marker = "o" if len(mean) <= 30 else None
+            right.plot(
+                mean.index + 1, mean.to_numpy(), color=colour, lw=2, marker=marker, ms=3, label=arm
+            )
+    right.set_xlabel("epoch")
+    right.set_ylabel(curve_metric(study) + (" (%)" if study.units == "percent" else ""))
+    right.set_title("learning curves: each seed (thin), mean over seeds (thick)", fontsize=9)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize=8)
+    return fig
+
+
+def _replace(path: Path, write) -> Path:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def write_report(study: Study, out: str | Path) -> dict[str, Path]:
+    """Collect the cells under ``out``, write cells.csv, results.csv, results.md and results.png."""
+    out = Path(out)
+    cells, curves = collect(study, out)
+    summary = summarise(study, cells)
+    text = markdown(study, cells, summary)
+    fig = figure(study, cells, summary, curves)
+    return {
+        "cells": _replace(out / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
+        "results": _replace(out / RESULTS_CSV, lambda p: summary.to_csv(p, index=False)),
+        "markdown": _replace(out / RESULTS_MD, lambda p: p.write_text(text, encoding="utf-8")),
+        "figure": _replace(out / RESULTS_PNG, lambda p: fig.savefig(p, format="png", dpi=120)),
+    }

@@ -1,0 +1,664 @@
+"""Studies, run folders and `selab runs`: statistics by hand, reports on metrics written in the
+CSV logger's format, and real studies of tiny runs (each cell a `selab fit` + `selab test`
+subprocess) with the local, Ray and submitit launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from jsonargparse import Namespace
+from scipy import stats as scipy_stats
+
+from conftest import REPO
+from fakedata import write_imagefolder
+from selab import runs, study
+from selab.study import cells as cellplan
+from selab.study import launchers, results
+from selab.study.cli import keep_study_file
+from selab.study.spec import StudyError, load_study, parse_study
+
+# -- the study file ----------------------------------------------------------------------------
+
+
+def write_study(folder: Path, text: str, configs=("base.yaml", "se.yaml")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in configs:
+        (folder / name).write_text("{}\n")
+    path = folder / "study.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """
+    base: base.yaml
+    arms: {plain: [], se: [se.yaml, {model.backbone.init_args.attention: se}]}
+    seeds: [0, 1]
+"""
+
+
+def test_a_study_file_parses_with_its_defaults(tmp_path):
+    s = load_study(write_study(tmp_path / "pooling", GOOD))
+    assert s.name == "pooling" and s.out == Path("logs/studies/pooling")
+    assert list(s.arms) == ["plain", "se"] and s.baseline == "plain" and s.seeds == [0, 1]
+    assert s.base == [tmp_path / "pooling/base.yaml"]
+    assert s.arms["se"].configs == [tmp_path / "pooling/se.yaml"]
+    assert s.arms["se"].overrides == {"model.backbone.init_args.attention": "se"}
+    assert s.metric == "test/acc_top1" and s.units == "percent" and s.scale == 100
+    assert s.quantities == ["test/acc_top1"]
+
+
+def test_the_vgg_study_file():
+    s = load_study(REPO / "configs/studies/vgg_small/study.yaml")
+    assert list(s.arms) == ["plain", "skip", "dense", "ca"] and s.seeds == [0]
+    assert s.base == [REPO / "configs/studies/vgg_small/recipe.yaml"]
+    assert s.arms["plain"].configs == []
+    assert s.arms["dense"].configs == [REPO / "configs/studies/vgg_small/dense.yaml"]
+    published = {name: arm.published for name, arm in s.arms.items()}
+    assert published == {"plain": 60.1, "skip": 66.9, "dense": 69.7, "ca": 61.2}
+    assert s.baseline == "plain" and s.units == "percent"
+    assert s.quantities == ["val/acc_top1 last 5 mean", "val/acc_top1 final", "test/acc_top1"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (GOOD + "    seed: 3\n", "unknown key 'seed'; a study file has: arms, base, baseline"),
+        ("arms: {a: []}\nseeds: 0\n", "'seeds' must be a list of non-negative integers, got 0"),
+        ("arms: {a: []}\nseeds: [1, 1]\n", "'seeds' repeats a seed"),
+        ("arms: []\nseeds: [0]\n", "'arms' must map each arm's name"),
+        ("arms: {a: [missing.yaml]}\nseeds: [0]\n", "config 'missing.yaml' not found"),
+        ("arms: {a: [3]}\nseeds: [0]\n", "arm 'a': 3 is neither a config file nor a mapping"),
+        ("arms: {a/b: []}\nseeds: [0]\n", "arm name 'a/b' must be a plain folder name"),
+        ("arms: {a: []}\nseeds: [0]\nbaseline: b\n", "baseline 'b' is not an arm; arms: a"),
+        ("arms: {a: []}\nseeds: [0]\npublished: {b: 1}\n", "published number for 'b', which is not an arm"),
+        ("arms: {a: []}\nseeds: [0]\npublished: {a: high}\n", "published number of 'a' must be a number"),
+        ("arms: {a: []}\nseeds: [0]\nunits: '%'\n", "'units' must be one of percent, raw"),
+        ("arms: {a: []}\nseeds: [0]\nlast_epochs: 0\n", "'last_epochs' must be a positive integer"),
+        ("arms: {a: []}\nseeds: [0]\nmetric: accuracy\n", "'metric' must be a logged metric name"),
+        ("arms: {a: [}\n", "not valid YAML (line 1)"),
+        ("- a\n", "a study file is a mapping"),
+    ],
+)  # fmt: skip
+def test_a_bad_study_file_is_one_line_naming_the_file(tmp_path, text, message):
+    path = write_study(tmp_path / "s", text)
+    with pytest.raises(StudyError) as error:
+        load_study(path)
+    assert message in str(error.value) and str(error.value).startswith(str(path))
+    assert "\n" not in str(error.value)
+
+
+def test_the_study_file_is_kept_and_a_different_one_refused(tmp_path):
+    path = write_study(tmp_path / "s", GOOD)
+    out = tmp_path / "out"
+    kept = keep_study_file(load_study(path), out)
+    assert kept.read_text() == path.read_text()
+    path.write_text(path.read_text() + "# a comment changes nothing\n")
+    keep_study_file(load_study(path), out)  # the same study
+    path.write_text(path.read_text().replace("[0, 1]", "[0, 1, 2]"))
+    with pytest.raises(StudyError, match="holds a different study than .*pass another --out"):
+        keep_study_file(load_study(path), out)
+    assert "[0, 1]" in kept.read_text()  # untouched
+
+
+# -- cells: commands and what their folders say ------------------------------------------------
+
+
+def test_cell_commands(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_study(write_study(tmp_path / "s", GOOD + "    overrides: {trainer.max_epochs: 3}\n"))
+    plan = cellplan.plan(s, Path("out"), ["data.root=/tmp/x"], ["--trainer.fast_dev_run", "true"])
+    assert [c.label for c in plan] == ["plain/seed_0", "se/seed_0", "plain/seed_1", "se/seed_1"]
+    se = plan[1]
+    assert se.folder == Path("out/se/seed_0") and se.action == cellplan.NEW
+    (fit, fit_argv), (test, test_argv) = se.steps
+    assert (fit, test) == ("fit", "test")
+    assert fit_argv[:6] == ["fit", "--config", "s/base.yaml", "--config", "s/se.yaml", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    assert fit_argv[6:10] == [
+        "--trainer.max_epochs=3",
+        "--model.backbone.init_args.attention=se",
+        "--data.root=/tmp/x",
+        "--seed_everything=0",
+    ]
+    loggers = json.loads(fit_argv[10].split("=", 1)[1])
+    assert [lg["class_path"] for lg in loggers] == [
+        "lightning.pytorch.loggers.TensorBoardLogger",
+        "selab.loggers.CSVLogger",
+    ]
+    for logger in loggers:
+        init = logger["init_args"]
+        assert runs.run_dir(init["save_dir"], init["name"], init["version"]) == se.folder
+    assert fit_argv[-2:] == ["--trainer.fast_dev_run", "true"]
+    assert test_argv == ["test", *fit_argv[1:], "--ckpt_path=out/se/seed_0/checkpoints/last.ckpt"]
+    line = cellplan.command_line(fit_argv)
+    assert line.startswith("selab fit --config s/base.yaml") and "'--trainer.logger=[{" in line
+
+
+def write_metrics(folder: Path, val: list[float], test: float | None = None, test_loss=None):
+    """metrics.csv as selab.loggers.CSVLogger writes it: a row per log call, lr rows, train rows,
+    a validation row per epoch, then the test row."""
+    rows, step = [], 0
+    for epoch, acc in enumerate(val):
+        step += 2
+        rows.append({"epoch": None, "lr-SGD": 0.1, "step": step - 2})
+        rows.append({"epoch": epoch, "step": step - 1, "train/loss": 2.0 / (epoch + 1)})
+        rows.append({"epoch": epoch, "step": step - 1, "val/acc_top1": acc, "val/loss": 1 - acc})
+    if test is not None:
+        rows.append(
+            {"epoch": len(val), "step": step, "test/acc_top1": test, "test/loss": test_loss}
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / runs.METRICS, index=False)
+
+
+def test_what_a_cell_folder_says_to_do(tmp_path):
+    folder = tmp_path / "a/seed_0"
+    assert cellplan.decide(folder) == cellplan.NEW
+    write_metrics(folder, [0.1])
+    assert cellplan.decide(folder) == cellplan.NEW  # nothing to resume from
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints/last.ckpt").write_bytes(b"x")
+    assert cellplan.decide(folder) == cellplan.RESUME
+    runs.update_status(folder, "fit", state="running", pid=os.getpid(), host=socket.gethostname())
+    assert cellplan.decide(folder) == cellplan.RUNNING  # this very process: alive
+    runs.update_status(folder, "fit", state="finished")
+    assert cellplan.decide(folder) == cellplan.TEST  # the fit ended: only the test is missing
+    write_metrics(folder, [0.1], test=0.2)
+    assert cellplan.decide(folder) == cellplan.DONE
+
+
+def test_gpus_or_threads_are_split_between_parallel_cells():
+    assert launchers.slot_environments(1, ["0", "1"], 8) == [{}]
+    assert launchers.slot_environments(2, ["0", "1", "2", "3"], 8) == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+    ]
+    assert launchers.slot_environments(3, ["0", "1"], 8) == [
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+        {"CUDA_VISIBLE_DEVICES": "0"},
+    ]
+    assert launchers.slot_environments(2, [], 5) == [{"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}] * 2  # fmt: skip
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_fail_fast_stops_launching_cells(monkeypatch, parallel):
+    """The cells themselves are stubbed here: what is tested is the launcher's bookkeeping. Cell
+    'b' fails at once; the cells after it take a second, so by the time a slot is free again the
+    failure has been seen and nothing new starts."""
+    started = []
+
+    def fake_run_cell(spec, stop=None):
+        started.append(spec["arm"])
+        if spec["arm"] not in "ab":
+            time.sleep(1.0)
+        return {"arm": spec["arm"], "seed": 0, "ok": spec["arm"] != "b", "log": "x"}
+
+    monkeypatch.setattr(launchers, "run_cell", fake_run_cell)
+    specs = [{"arm": arm, "seed": 0, "folder": "f", "steps": []} for arm in "abcdef"]
+    results = []
+    launchers.LocalLauncher(parallel).run(specs, True, results.append)
+    # a and b; in parallel the cells already taken by a free slot (c, perhaps d), never e or f
+    assert {"a", "b"} <= set(started) <= set("abcd"[: 2 * parallel])
+    assert {r["arm"]: r["ok"] for r in results}["b"] is False
+    started.clear()
+    launchers.LocalLauncher(parallel).run(specs, False, results.append)
+    assert sorted(started) == list("abcdef")  # without --fail-fast every cell runs
+
+
+@pytest.mark.parametrize("launcher, module", [("ray", "ray"), ("slurm", "submitit")])
+def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path, launcher, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as when not installed
+    path = write_study(tmp_path / "s", GOOD)
+    assert study.main(["run", str(path), "--launcher", launcher, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: --launcher {launcher} needs the '{launcher}' extra: pip install -e '.[{launcher}]' "
+        f"(or pip install 'selab[{launcher}]')"
+    )
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+ARM = {0: 0.9212, 1: 0.9187, 2: 0.9240, 3: 0.9301}
+BASE = {0: 0.9125, 1: 0.9141, 2: 0.9098, 3: 0.9180, 4: 0.9150}  # seed 4 has no partner
+
+
+def test_mean_and_t_interval_by_hand():
+    values = list(ARM.values())
+    summary = study.summarize(values)
+    mean = sum(values) / 4
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 3)
+    half = 3.182446305284263 * std / math.sqrt(4)  # t(0.975, 3) from a t table
+    assert summary["n"] == 4 and summary["mean"] == pytest.approx(mean)
+    assert summary["std"] == pytest.approx(std)
+    assert summary["ci_low"] == pytest.approx(mean - half) and summary["ci_high"] == pytest.approx(
+        mean + half
+    )
+    assert (summary["min"], summary["max"]) == (0.9187, 0.9301)
+    one = study.summarize([0.5])
+    assert one["mean"] == 0.5 and math.isnan(one["std"]) and math.isnan(one["ci_low"])
+
+
+def test_paired_difference_by_hand_and_by_scipy():
+    diff = study.paired_difference(ARM, BASE)
+    d = [ARM[s] - BASE[s] for s in range(4)]
+    mean = sum(d) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 3)
+    half = 3.182446305284263 * sd / 2
+    assert diff["n"] == 4 and diff["mean"] == pytest.approx(mean)
+    assert (diff["ci_low"], diff["ci_high"]) == pytest.approx((mean - half, mean + half))
+    paired = scipy_stats.ttest_rel([ARM[s] for s in range(4)], [BASE[s] for s in range(4)])
+    interval = paired.confidence_interval(0.95)
+    assert (diff["ci_low"], diff["ci_high"]) == pytest.approx((interval.low, interval.high))
+    # Unpaired, the seed-to-seed spread would hide part of the effect: the paired interval is narrower.
+    unpaired = scipy_stats.ttest_ind([ARM[s] for s in range(4)], [BASE[s] for s in range(4)])
+    low, high = unpaired.confidence_interval(0.95)
+    assert diff["ci_high"] - diff["ci_low"] < high - low
+
+
+# -- the report --------------------------------------------------------------------------------
+
+REPORT_STUDY = """
+    arms: {plain: [], se: []}
+    seeds: [0, 1, 2]
+    metric: val/acc_top1
+    last_epochs: 2
+    other_metrics: [test/acc_top1]
+    published: {plain: 50.0, se: 60.0}
+"""
+VAL = {  # (arm, seed) -> val/acc_top1 per epoch; the test accuracy is the last epoch's
+    ("plain", 0): [0.30, 0.40, 0.50],
+    ("plain", 1): [0.32, 0.44, 0.52],
+    ("plain", 2): [0.31, 0.41, 0.47],
+    ("se", 0): [0.35, 0.50, 0.56],
+    ("se", 1): [0.30, 0.48, 0.60],
+}
+
+
+@pytest.fixture
+def fabricated_study(tmp_path):
+    """Five finished cells; se/seed_2 was interrupted after one epoch."""
+    out = tmp_path / "out"
+    for (arm, seed), val in VAL.items():
+        write_metrics(runs.run_dir(out, arm, f"seed_{seed}"), val, test=val[-1])
+    write_metrics(out / "se/seed_2", [0.33])
+    (out / "se/seed_2/checkpoints").mkdir()
+    (out / "se/seed_2/checkpoints/last.ckpt").write_bytes(b"x")
+    runs.update_status(out / "se/seed_2", "fit", state="running", pid=2**22 + 1, host=socket.gethostname())  # fmt: skip
+    s = parse_study(yaml.safe_load(textwrap.dedent(REPORT_STUDY)), default_name="fab")
+    return s, out
+
+
+def test_report_statistics_equal_a_hand_computation(fabricated_study):
+    s, out = fabricated_study
+    paths = results.write_report(s, out)
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
+        "cells.csv",
+        "results.csv",
+        "results.md",
+        "results.png",
+    ]  # fmt: skip; and no temporary file left behind
+    cells = pd.read_csv(paths["cells"])
+    assert cells[["arm", "seed", "status", "epochs"]].values.tolist() == [
+        ["plain", 0, "finished", 3], ["se", 0, "finished", 3],
+        ["plain", 1, "finished", 3], ["se", 1, "finished", 3],
+        ["plain", 2, "finished", 3], ["se", 2, "interrupted", 1],
+    ]  # fmt: skip
+    table = pd.read_csv(paths["results"]).set_index(["quantity", "arm"])
+    for quantity, value in (
+        ("val/acc_top1 last 2 mean", lambda v: 100 * (v[-1] + v[-2]) / 2),
+        ("val/acc_top1 final", lambda v: 100 * v[-1]),
+        ("test/acc_top1", lambda v: 100 * v[-1]),
+    ):
+        plain = {seed: value(VAL[("plain", seed)]) for seed in (0, 1, 2)}
+        se = {seed: value(VAL[("se", seed)]) for seed in (0, 1)}
+        row = table.loc[(quantity, "plain")]
+        assert row["n"] == 3 and row["mean"] == pytest.approx(sum(plain.values()) / 3)
+        low, high = scipy_stats.t.interval(0.95, 2, loc=row["mean"], scale=scipy_stats.sem(list(plain.values())))  # fmt: skip
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert row["published"] == 50.0 and row["diff published"] == pytest.approx(row["mean"] - 50)
+        assert math.isnan(row["diff"])  # the baseline
+        row = table.loc[(quantity, "se")]
+        assert row["n"] == 2 and row["paired n"] == 2  # the interrupted cell does not count
+        paired = scipy_stats.ttest_rel([se[0], se[1]], [plain[0], plain[1]])
+        interval = paired.confidence_interval(0.95)
+        assert row["diff"] == pytest.approx((se[0] - plain[0] + se[1] - plain[1]) / 2)
+        assert (row["diff ci_low"], row["diff ci_high"]) == pytest.approx(
+            (interval.low, interval.high)
+        )
+        assert row["diff published"] == pytest.approx(row["mean"] - 60)
+    text = paths["markdown"].read_text()
+    assert "## val/acc_top1 last 2 mean" in text and "5 of 6 cells finished" in text
+    words = " ".join(text.split())
+    assert (
+        "| plain | 3 | 45.67 | 2.08 | [40.50, 50.84] | 44.00 | 48.00 | - |" in words
+    )  # 45, 48, 44
+    assert "| se | 2 | interrupted | 1 | - | 33.00 | - | - |" in words  # listed, not counted
+
+
+def test_report_command_on_a_study_folder(fabricated_study, capsys):
+    s, out = fabricated_study
+    assert study.main(["report", str(out)]) == 2  # no study.yaml yet
+    assert "has no study.yaml; pass the study file with --study FILE" in capsys.readouterr().err
+    study_file = out.parent / "fab.yaml"
+    study_file.write_text(textwrap.dedent(REPORT_STUDY))
+    assert study.main(["report", str(out), "--study", str(study_file)]) == 0
+    assert (out / "study.yaml").read_text() == study_file.read_text()
+    assert study.main(["report", str(out)]) == 0  # now from the copy
+    assert "# Study out" in capsys.readouterr().out  # named after the folder
+
+
+# -- run folders -------------------------------------------------------------------------------
+
+
+def test_pinned_versions_and_csv_twins(tmp_path):
+    (tmp_path / "exp/version_3").mkdir(parents=True)
+    (tmp_path / "exp/version_7").mkdir()
+    tb = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                   init_args=Namespace(save_dir=str(tmp_path), name="exp", version=None))  # fmt: skip
+    loggers = runs.with_csv_twin(tb)
+    assert [lg.class_path for lg in loggers] == [tb.class_path, "selab.loggers.CSVLogger"]
+    assert runs.with_csv_twin(loggers) == loggers  # a twin already there: unchanged
+    assert runs.with_csv_twin(None) is None and runs.with_csv_twin(False) is False
+    runs.pin_logger_versions(loggers)
+    assert [lg.init_args.version for lg in loggers] == [8, 8]
+    assert runs.next_version(tmp_path, "new") == 0
+    resumed = runs.with_csv_twin(tb)  # a resumed run: its version chosen, the twin follows
+    resumed[0].init_args.version = 3
+    resumed[1].init_args.version = None
+    runs.pin_logger_versions(resumed)
+    assert [lg.init_args.version for lg in resumed] == [3, 3]
+
+
+def test_run_states(tmp_path):
+    here = socket.gethostname()
+    finished = tmp_path / "a/version_0"
+    runs.update_status(finished, "fit", state="finished", seconds=3725.0, argv=["fit", "--config", "c/resnet20.yaml"])  # fmt: skip
+    write_metrics(finished, [0.2, 0.6, 0.5])
+    failed = tmp_path / "a/version_1"
+    runs.update_status(failed, "fit", state="failed", exception="ValueError: bad")
+    killed = tmp_path / "a/version_2"
+    runs.update_status(killed, "fit", state="running", pid=2**22 + 1, host=here)
+    running = tmp_path / "a/version_3"
+    runs.update_status(running, "fit", state="running", pid=os.getpid(), host=here)
+    elsewhere = tmp_path / "a/version_4"
+    runs.update_status(elsewhere, "fit", state="running", pid=1, host="another-host")
+    old = tmp_path / "a/version_10"  # no status.json: done when it reached max_epochs
+    write_metrics(old, [0.1, 0.2])
+    (old / runs.CONFIG).write_text("seed_everything: 5\ntrainer: {max_epochs: 2}\n")
+    unknown = tmp_path / "b/version_0"
+    write_metrics(unknown, [0.1])
+    states = {str(p.relative_to(tmp_path)): runs.run_state(p) for p in runs.find_runs(tmp_path)}
+    assert states == {
+        "a/version_0": "finished", "a/version_1": "failed", "a/version_2": "interrupted",
+        "a/version_3": "running", "a/version_4": "running", "a/version_10": "finished",
+        "b/version_0": "unknown",
+    }  # fmt: skip
+    table = runs.runs_table(tmp_path, "a/*")
+    assert table["run"].tolist()[:2] == ["a/version_0", "a/version_1"]
+    first = table.iloc[0]
+    assert first["config"] == "resnet20" and first["epochs"] == 3
+    assert first["best val/acc_top1"] == 0.6 and first["final val/acc_top1"] == 0.5
+    assert first["wall time"] == "1:02:05"
+    last = table.iloc[-1]
+    assert last["run"] == "a/version_10" and last["seed"] == 5
+
+
+def test_a_failed_predict_does_not_make_a_finished_run_failed(tmp_path):
+    run = tmp_path / "exp/version_0"
+    runs.update_status(run, "fit", state="finished", pid=11, epochs=2)
+    runs.update_status(run, "test", state="finished", pid=12)
+    runs.update_status(run, "predict", state="failed", pid=13, exception="DataError: broken.jpg")
+    assert runs.read_status(run)["last"] == "predict"
+    assert runs.run_state(run) == "finished"
+    runs.update_status(run, "fit", state="failed", pid=14, exception="KeyboardInterrupt")
+    assert runs.run_state(run) == "failed"  # training again, and that failed
+
+
+def test_a_failed_command_is_recorded_once_and_for_the_right_attempt(tmp_path):
+    run = tmp_path / "cell"
+    runs.update_status(run, "fit", state="failed", pid=11, exception="ValueError: bad lr", epochs=3)
+    runs.mark_failed(run, "fit", 1, ["fit"], pid=11)  # the process recorded its own exception
+    assert runs.read_status(run)["fit"]["exception"] == "ValueError: bad lr"
+    runs.mark_failed(run, "fit", 2, ["fit", "--x"], pid=12)  # a later attempt died at parse
+    assert runs.read_status(run)["fit"] == {
+        "state": "failed", "ended": runs.read_status(run)["fit"]["ended"],
+        "exception": "exit status 2", "returncode": 2, "argv": ["fit", "--x"], "pid": 12,
+        "host": socket.gethostname(),
+    }  # fmt: skip
+    runs.update_status(run, "fit", replace=True, state="running", pid=13, epochs=1)
+    runs.mark_failed(run, "fit", -9, ["fit"], pid=13)  # killed while it ran
+    record = runs.read_status(run)["fit"]
+    assert record["exception"] == "signal 9" and record["epochs"] == 1
+    assert runs.run_state(run) == "failed"
+
+
+def test_runs_command(tmp_path, capsys):
+    write_metrics(tmp_path / "exp/version_0", [0.25, 0.5], test=0.5)
+    assert runs.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| exp/version_0 | finished |" in out.replace("  ", " ").replace("  ", " ")
+    assert runs.main([str(tmp_path), "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["status"] == "finished" and record["best val/acc_top1"] == 0.5
+    assert record["test/acc_top1"] == 0.5 and record["epochs"] == 2
+    assert runs.main([str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_cli_run_records_its_status_and_logs_both_loggers_into_one_folder(tiny_run):
+    status = runs.read_status(tiny_run.log_dir)  # test_predict may add a predict record
+    assert status["fit"]["state"] == "finished" and status["test"]["state"] == "finished"
+    assert status["fit"]["pid"] == os.getpid() and status["fit"]["epochs"] == 2
+    assert status["fit"]["seconds"] > 0
+    metrics = runs.read_metrics(tiny_run.log_dir)  # the CSV twin of the config's TensorBoardLogger
+    assert runs.epochs_done(metrics) == 2 and runs.has_test_results(tiny_run.log_dir)
+    assert runs.final_value(metrics, "test/acc_top1") == pytest.approx(
+        float(tiny_run.test.trainer.callback_metrics["test/acc_top1"])
+    )
+    assert runs.run_state(tiny_run.log_dir) == "finished"
+    assert runs.find_runs(tiny_run.logs) == [tiny_run.log_dir]
+
+
+def test_selab_command_dispatches_study_and_runs(tmp_path, capsys):
+    from selab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["runs", str(tmp_path)])
+    assert exit_.value.code == 0 and f"no runs under {tmp_path}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["study", "run", str(tmp_path / "missing.yaml")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: study file {tmp_path / 'missing.yaml'} not found\n"
+
+
+# -- real studies: each cell a `selab fit` and a `selab test` subprocess -------------------------
+
+BASE_CONFIG = """
+seed_everything: 0
+trainer:
+  max_epochs: 2
+  limit_train_batches: 2
+  log_every_n_steps: 1
+  enable_model_summary: false
+model:
+  backbone:
+    class_path: selab.models.resnet20
+  optimizer:
+    class_path: torch.optim.SGD
+    init_args: {lr: 0.05, momentum: 0.9}
+  lr_scheduler: null
+data:
+  dataset: imagefolder
+  root: IMAGES
+  num_workers: 0
+  batch_size: 10
+"""
+KILLER = '''
+import os, signal
+from pathlib import Path
+from lightning.pytorch import Callback
+
+class KillOnce(Callback):
+    """SIGKILL this run in the middle of its second epoch, once (as a crash or `kill -9` would)."""
+
+    def __init__(self, marker: str, cell: str):
+        self.marker, self.cell = Path(marker), cell
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        here = Path(trainer.log_dir)
+        if f"{here.parent.name}/{here.name}" != self.cell or self.marker.exists():
+            return
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            self.marker.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.fixture
+def tiny_study(tmp_path, monkeypatch):
+    """A study folder with a tiny imagefolder dataset, run from ``tmp_path``."""
+    images = tmp_path / "images"
+    write_imagefolder(images)
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "base.yaml").write_text(BASE_CONFIG.replace("IMAGES", str(images)))
+    (folder / "se.yaml").write_text("model: {backbone: {init_args: {attention: se}}}\n")
+    (tmp_path / "killer.py").write_text(KILLER)
+    (folder / "kill.yaml").write_text(
+        "trainer:\n  callbacks:\n    - class_path: killer.KillOnce\n"
+        f"      init_args: {{marker: {tmp_path / 'killed'}, cell: se/seed_1}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))  # fmt: skip
+    return folder
+
+
+def run_study(*args: str) -> subprocess.CompletedProcess:
+    """``selab study ...`` as a user types it (the console script, in its own process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "selab", "study", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def test_a_failing_cell_is_reported_and_the_others_finish(tiny_study):
+    """Two cells at a time; the 'broken' arm names an attention that does not exist."""
+    (tiny_study / "study.yaml").write_text(
+        "base: base.yaml\nseeds: [0]\n"
+        "arms: {plain: [], broken: [{model.backbone.init_args.attention: no_such_attention}]}\n"
+    )
+    done = run_study("run", "study/study.yaml", "--parallel", "2", "--out", "out", "--", "--trainer.max_epochs=1")  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    failure = re.search(r"FAILED: broken/seed_0: fit exited with status (\d+); see out/broken/seed_0/run.log", done.stdout)  # fmt: skip
+    assert failure, done.stdout
+    assert "1 cell(s) failed: broken/seed_0 (out/broken/seed_0/run.log)" in done.stdout
+    assert "no_such_attention" in Path("out/broken/seed_0/run.log").read_text()
+    failed = runs.read_status("out/broken/seed_0")["fit"]
+    assert failed["state"] == "failed" and failed["exception"] == f"exit status {failure.group(1)}"
+    assert runs.run_state("out/plain/seed_0") == "finished"
+    table = pd.read_csv("out/results.csv").set_index("arm")
+    assert table.loc["plain", "n"] == 1 and table.loc["broken", "n"] == 0
+    metrics = runs.read_metrics("out/plain/seed_0")
+    assert table.loc["plain", "mean"] == pytest.approx(
+        100 * runs.final_value(metrics, "test/acc_top1")
+    )
+    assert runs.epochs_done(metrics) == 1  # the arguments after -- reached the cell
+
+
+def cell_numbers(folder) -> dict:
+    metrics = runs.read_metrics(folder)
+    return {
+        "val": runs.epoch_values(metrics, "val/acc_top1").tolist(),
+        "val_loss": runs.epoch_values(metrics, "val/loss").tolist(),
+        "test": runs.final_value(metrics, "test/acc_top1"),
+        "test_loss": runs.final_value(metrics, "test/loss"),
+    }
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_only_what_is_missing_and_gives_the_same_table(tiny_study):
+    (tiny_study / "study.yaml").write_text(
+        "base: base.yaml\narms: {plain: [], se: [se.yaml, kill.yaml]}\nseeds: [0, 1]\n"
+        "metric: val/acc_top1\n"
+        "last_epochs: 2\nother_metrics: [test/acc_top1, test/loss]\n"
+    )
+    first = run_study("run", "study/study.yaml", "--out", "out")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "FAILED: se/seed_1: fit exited with status -9; see out/se/seed_1/run.log" in first.stdout
+    assert first.stdout.count("done: ") == 3
+    killed = Path("out/se/seed_1")
+    assert runs.last_checkpoint(killed) and not runs.has_test_results(killed)
+    assert runs.read_status(killed)["fit"]["exception"] == "signal 9"
+    finished = {
+        p: p.read_bytes() for p in Path("out").glob("*/seed_*/metrics.csv") if p.parent != killed
+    }
+    assert len(finished) == 3
+
+    second = run_study("run", "study/study.yaml", "--out", "out")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("finished, skipped") == 3
+    assert "[4/4] se/seed_1: resuming from last.ckpt" in second.stdout
+    assert "--ckpt_path=out/se/seed_1/checkpoints/last.ckpt" in second.stdout
+    assert all(p.read_bytes() == text for p, text in finished.items())  # not rerun
+    assert runs.read_status(killed)["fit"]["state"] == "finished"
+
+    # The same cell never interrupted (the marker is there, so it is not killed again).
+    reference = run_study("run", "study/study.yaml", "--out", "reference", "--arms", "se", "--seeds", "1")  # fmt: skip
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+    resumed, uninterrupted = cell_numbers(killed), cell_numbers("reference/se/seed_1")
+    assert len(resumed["val"]) == 2
+    for key, value in uninterrupted.items():  # resuming from last.ckpt changed nothing
+        assert resumed[key] == pytest.approx(value, rel=1e-6), key
+    table = pd.read_csv("out/cells.csv")
+    row = table[(table["arm"] == "se") & (table["seed"] == 1)].iloc[0]
+    assert row["test/acc_top1"] == pytest.approx(100 * uninterrupted["test"])
+    summary = pd.read_csv("out/results.csv").set_index(["quantity", "arm"])
+    assert summary.loc[("val/acc_top1 final", "se"), "n"] == 2
+
+
+def assert_one_finished_cell(out: Path, launcher_pid: int) -> None:
+    cell = out / "plain/seed_0"
+    assert runs.has_test_results(cell) and runs.run_state(cell) == "finished"
+    assert (cell / "config.yaml").is_file() and runs.last_checkpoint(cell)
+    status = runs.read_status(cell)
+    assert status["test"]["state"] == "finished"
+    # Started by a Ray worker or a submitit job, not by the process that ran `selab study`.
+    assert status["fit"]["ppid"] != launcher_pid and status["test"]["ppid"] != launcher_pid
+    table = pd.read_csv(out / "results.csv")
+    assert table["n"].tolist() == [1]
+
+
+def test_ray_launcher_on_a_local_ray_instance(tiny_study, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    (tiny_study / "study.yaml").write_text("base: base.yaml\narms: {plain: []}\nseeds: [0]\n")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code = study.main(["run", "study/study.yaml", "--out", "out", "--launcher", "ray", "--", "--trainer.max_epochs=1"])  # fmt: skip
+        assert ray.is_initialized()  # the launcher used the instance it found
+    finally:
+        ray.shutdown()
+    assert code == 0
+    assert_one_finished_cell(Path("out"), os.getpid())
+
+
+def test_slurm_launcher_through_submitits_local_executor(tiny_study):
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install -e '.[slurm]')")
+    (tiny_study / "study.yaml").write_text("base: base.yaml\narms: {plain: []}\nseeds: [0]\n")
+    code = study.main(["run", "study/study.yaml", "--out", "out", "--launcher", "slurm", "--submitit-cluster", "local", "--slurm", "timeout_min=30", "--", "--trainer.max_epochs=1"])  # fmt: skip
+    assert code == 0
+    assert_one_finished_cell(Path("out"), os.getpid())
+    assert any(Path("out/submitit").glob("*_result.pkl"))  # submitit ran it as a job
+    shutil.rmtree("out/submitit")
