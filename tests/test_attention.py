@@ -52,7 +52,7 @@ def avg_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def channel_gate(name: str, module: nn.Module, x: torch.Tensor, gate=torch.sigmoid):
-    """The (N, C) gate of an SE-family variant, written from the formulas in the issue."""
+    """The (N, C) gate of an SE-family variant, written from the variants' formulas (SE paper, CBAM paper, the pooling study note)."""
     avg, mx = avg_max(x)
     return {
         "se": lambda: gate(mlp(module, avg)),

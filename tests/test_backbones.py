@@ -61,7 +61,7 @@ def test_published_table_is_as_printed():
     assert published["shake_shake26_2x32d"] == "2.9"
     assert published["shake_shake26_2x96d"] == "26.2"
     assert published["resnext29_8x64d"] == "34.4"
-    # The study networks, exactly as the notes' code builds them (the issue's counts).
+    # The study networks, exactly as the notes' code builds them.
     assert published["vgg_small"] == "2.633418"
     assert published["vgg_small(connection=skip)"] == "2.800522"
     assert published["vgg_small(connection=dense)"] == "2.674602"

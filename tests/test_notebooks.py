@@ -97,3 +97,13 @@ def test_compare_runs_notebook(tiny_run, kernel_env, tmp_path):
     cells = [c.strip() for c in row.group(1).split("|")]
     assert cells[1] == f"{top1:.4f}" and cells[4] == "40,556,416"
     assert re.fullmatch(r"0:00:\d\d", cells[-1])  # wall time
+
+
+def test_report_of_a_missing_run_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # `make report` from another directory
+    with pytest.raises(SystemExit) as exit_:
+        report.main([str(tmp_path / "logs/nothing/version_0")])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "nothing/version_0" in line
+    assert not (tmp_path / "logs").exists()

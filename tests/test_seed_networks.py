@@ -54,7 +54,7 @@ VGG_RULES = [
 ]
 
 VGG_ARMS = {
-    # arm: (the note's class, selab's options, the parameter count the issue states)
+    # arm: (the note's class, selab's options, the parameter count the note's code builds)
     "plain": (seed.Model, {}, 2_633_418),
     "skip": (seed.VGG_SKIP, {"connection": "skip"}, 2_800_522),
     "dense": (seed.VGG_DENSE, {"connection": "dense"}, 2_674_602),

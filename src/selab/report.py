@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             args.run, args.output, args.notebook, **{k: _value(v) for k, v in extra.items()}
         )
     except FileNotFoundError as error:
-        raise SystemExit(f"error: {error}") from None
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"report written to {path}")
 
 
