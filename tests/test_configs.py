@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,57 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
     # and it runs: one batch (fast_dev_run overrides the preset's own limits)
     cli = run(["fit", *args, "--trainer.fast_dev_run=true"])
     assert cli.trainer.global_step == 1
+
+
+@pytest.mark.parametrize(
+    "configs, expected",
+    [
+        (
+            ("studies/vgg_small/recipe.yaml", "studies/vgg_small/dense.yaml"),
+            {
+                "trainer.max_epochs": 20,
+                "model.backbone.init_args.connection": "dense",
+                "model.backbone.init_args.init": "default",
+                "model.optimizer.init_args.lr": 0.1,
+                "model.optimizer.init_args.momentum": 0.0,
+                "model.lr_scheduler": None,
+                "data.batch_size": 100,
+                "data.val_size": 0,
+                "data.augment": "none",
+                "data.normalize": False,
+            },
+        ),
+        (
+            ("studies/mobilenetv1_stl10/recipe.yaml",),
+            {
+                "trainer.max_epochs": 100,
+                "model.backbone.init_args.stem": "seed",
+                "model.loss_reduction": "sum",
+                "model.optimizer.class_path": "torch.optim.Adam",
+                "model.optimizer.init_args.lr": 0.01,
+                "model.lr_scheduler_monitor": "val/loss",
+                "model.lr_scheduler.init_args.patience": 10,
+                "model.lr_scheduler.init_args.factor": 0.1,
+                "data.image_size": 224,
+                "data.batch_size": 32,
+                "data.normalize": False,
+            },
+        ),
+    ],
+    ids=["vgg_small-dense", "mobilenetv1_stl10"],
+)
+def test_print_config_shows_the_studys_values(configs, expected, capsys, monkeypatch):
+    """``lightning fit --config recipe --config arm --print_config`` resolves to the note's recipe."""
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+    args = ["fit"]
+    for name in configs:
+        args += ["--config", str(CONFIGS / name)]
+    with pytest.raises(SystemExit) as exit_:
+        run([*args, "--print_config"])
+    assert exit_.value.code in (None, 0)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for dotted, value in expected.items():
+        node = printed
+        for key in dotted.split("."):
+            node = node[key]
+        assert node == value, dotted
