@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from fakedata import write_image, write_imagefolder
-from selab.data import IGNORE_INDEX, AugmentSpec, DataError, VisionDataModule, cache, memory
+from selab.data import IGNORE_INDEX, AugmentSpec, DataError, VisionDataModule, cache
 from selab.data.augment import ImagePipeline, Normalize, alternating_flips
 from selab.data.batched import mix, translate
 from selab.data.memory import DeviceSplit, EvalBatches, TrainEpochs
@@ -560,7 +560,6 @@ def test_memory_module_keeps_splits_on_one_device(imagefolder_root):
     dm.setup("fit")
     for split in (dm.train_set, dm.val_set, dm.test_set):
         assert split.images.dtype == torch.uint8 and split.device.type == "cpu"
-    assert memory.memory_budget(torch.device("cpu")) == memory.total_memory() // 4
     assert os.path.isfile(dm.test_set.names[0])
     torch.testing.assert_close(dm.test_set[0][0], dm.test_set.images[0] / 255, rtol=0, atol=1e-7)
 
@@ -594,3 +593,16 @@ def test_lightning_runs_the_memory_loader_without_worker_warnings(
     assert dm.active_loader == "memory" and trainer.global_step == 6  # 36 // 6
     trainer.predict(model, dm)
     assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 21  # header + 20
+
+
+def test_a_cached_scan_without_the_size_check_does_not_skip_it(tmp_path):
+    """A scan cached by a run that resized (no size check) must not let a later run without
+    image_size through with images of mixed sizes."""
+    from torchvision.datasets import ImageFolder
+
+    write_imagefolder(tmp_path, n_train=10, n_test=0, classes=2)
+    write_image(tmp_path / "train" / "class_0" / "large.png", 40, 48)
+    folder = ImageFolder(str(tmp_path / "train"))
+    assert cache.scan(folder, decode=True, same_size=False) == []  # cached, sizes not compared
+    with pytest.raises(DataError, match="differ in size"):
+        cache.scan(folder, decode=True, same_size=True)

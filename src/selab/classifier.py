@@ -262,7 +262,8 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
-        self._check_logits(logits)
+        if batch_idx == 0:  # the shape is the same on every step
+            self._check_logits(logits)
         loss = self.loss(logits, targets, self.loss_reduction)
         self.train_accuracy.update(logits.detach(), hard_labels(targets))
         # Lightning hands step values to the loggers only at logging steps (log_every_n_steps):

@@ -135,7 +135,7 @@ class SelabCLI(LightningCLI):
         if ckpt_path == "last":
             self._resolve_last(config, subcommand)
         elif ckpt_path not in (None, "best", "hpc", "registry"):
-            read_checkpoint(ckpt_path)
+            self._read_checkpoint(ckpt_path)
             if subcommand in ("test", "predict"):
                 self._log_into_checkpoint_run(config, subcommand, Path(ckpt_path))
         if subcommand in EVALUATING and not config.get("ckpt_path"):
@@ -158,7 +158,7 @@ class SelabCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        checkpoint = read_checkpoint(ckpt_path)
+        checkpoint = self._read_checkpoint(ckpt_path)
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         if not hparams:
@@ -212,7 +212,7 @@ class SelabCLI(LightningCLI):
             config.ckpt_path = None
             return
         ckpt, version = found
-        read_checkpoint(ckpt)
+        self._read_checkpoint(ckpt)
         config.ckpt_path = str(ckpt)
         if init_args.get("version") is None:
             init_args.version = version
@@ -272,24 +272,23 @@ class SelabCLI(LightningCLI):
         runs.pin_logger_versions(_logger_configs(config.trainer.get("logger")))
 
     # -- before running: the checkpoint and the input fit the network ----------------------------
-    def _check_model(self, subcommand: str) -> None:
-        config = self.config[subcommand]
+    def _read_checkpoint(self, path: str | Path) -> dict:
+        """The checkpoint, read once per command however many checks look at it."""
+        cache = self.__dict__.setdefault("_checkpoints", {})
+        key = str(Path(path).resolve())
+        if key not in cache:
+            cache[key] = read_checkpoint(path)
+        return cache[key]
+
+    def _check_model(self) -> None:
+        config = self.config[self.subcommand]
         check_input_size(self.model, self.datamodule)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and Path(ckpt_path).is_file():
-            check_state_dict(self.model, read_checkpoint(ckpt_path), ckpt_path)
+            check_state_dict(self.model, self._read_checkpoint(ckpt_path), ckpt_path)
+        self.__dict__.pop("_checkpoints", None)  # Lightning loads it again to run; free this copy
 
-    def before_fit(self) -> None:
-        self._check_model("fit")
-
-    def before_validate(self) -> None:
-        self._check_model("validate")
-
-    def before_test(self) -> None:
-        self._check_model("test")
-
-    def before_predict(self) -> None:
-        self._check_model("predict")
+    before_fit = before_validate = before_test = before_predict = _check_model
 
 
 def check_input_size(model: torch.nn.Module, datamodule: VisionDataModule) -> None:
@@ -397,16 +396,8 @@ def one_line(error: BaseException) -> str:
 def user_errors() -> tuple[type[BaseException], ...]:
     from .study import StudyError
 
-    return (
-        argparse.ArgumentError,
-        DataError,
-        CheckpointError,
-        UsageError,
-        StudyError,
-        OSError,
-        ValueError,
-        TypeError,
-    )
+    # DataError, CheckpointError, UsageError and StudyError are ValueErrors; named for the reader.
+    return (argparse.ArgumentError, DataError, CheckpointError, UsageError, StudyError, OSError, ValueError, TypeError)  # fmt: skip
 
 
 def main(args=None) -> None:

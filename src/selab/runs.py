@@ -248,11 +248,6 @@ def with_csv_twin(logger: Any) -> Any:
     return entries + twins if twins else logger
 
 
-def is_run(path: str | Path) -> bool:
-    path = Path(path)
-    return any((path / marker).exists() for marker in _MARKERS) or any(path.glob(EVENTS_GLOB))
-
-
 def find_runs(root: str | Path = "logs", pattern: str = "**") -> list[Path]:
     """Run folders under ``root`` (``root`` itself if it is one) whose path relative to ``root``
     matches the glob ``pattern`` (e.g. ``cifar10/*/version_*``), in natural order."""
@@ -582,7 +577,8 @@ def _config_names(argv: list[str]) -> list[str]:
     return names
 
 
-def _seconds_text(seconds: float | None) -> str | None:
+def duration_text(seconds: float | None) -> str | None:
+    """Seconds as ``h:mm:ss``; None for a missing value."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return None
     seconds = int(round(seconds))
@@ -621,7 +617,7 @@ def describe(run: str | Path, root: str | Path | None = None, metric: str = "val
         f"best {metric}": None if best is None else float(best),
         f"final {metric}": None if values.empty else float(values.iloc[-1]),
         "test/acc_top1": final_value(metrics, "test/acc_top1"),
-        "wall time": _seconds_text(fit.get("seconds")),
+        "wall time": duration_text(fit.get("seconds")),
     }
 
 

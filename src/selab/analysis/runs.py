@@ -48,7 +48,10 @@ class Run:
         return run_folders.final_value(self.metrics, tag)
 
     def best(self, tag: str, mode: str = "max") -> float | None:
-        values = self.series(tag)
+        """The best per-epoch value; a resumed epoch counts with the value logged last."""
+        values = run_folders.epoch_values(self.metrics, tag)
+        if values.empty:
+            values = self.series(tag)
         if values.empty:
             return None
         return float(values.max() if mode == "max" else values.min())
@@ -113,11 +116,6 @@ def read_runs(root: str | Path = "logs", pattern: str = "**") -> list[Run]:
     return [read_run(path, root) for path in find_runs(root, pattern)]
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def results_table(runs: Sequence[Run]):
     """Best val top-1, test top-1/top-5, parameters, MACs and wall time, one row per run, as a
     DataFrame."""
@@ -125,7 +123,6 @@ def results_table(runs: Sequence[Run]):
 
     rows = []
     for run in runs:
-        wall = run.wall_time
         rows.append(
             {
                 "run": run.name,
@@ -136,7 +133,7 @@ def results_table(runs: Sequence[Run]):
                 "test top-5": run.last("test/acc_top5"),
                 "params": run.hparams.get("params"),
                 "MACs": run.hparams.get("macs"),
-                "wall time": _format_seconds(wall) if wall is not None else None,
+                "wall time": run_folders.duration_text(run.wall_time),
             }
         )
     table = pd.DataFrame(rows)

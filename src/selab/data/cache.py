@@ -143,9 +143,10 @@ def scan(
     of a full decode is cached like the images."""
     path = cache_file(dataset, "scan", None, ".json") if cache and decode else None
     if path is not None and path.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            bad = json.loads(path.read_text())["bad"]
-            return _checked_skips(bad, skip_bad, root=Path(dataset.root))
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            cached = json.loads(path.read_text())
+            if cached["same_size"] or not same_size:  # a scan without the size check is not enough
+                return _checked_skips(cached["bad"], skip_bad, root=Path(dataset.root))
     bad, first = [], None
     for size, _, file, error in _items(dataset.samples, None, num_workers, decode):
         if error is not None:
@@ -160,7 +161,8 @@ def scan(
             raise mixed_size_error(dataset.root, *first, file, size)
     if path is not None:
         relative = [str(Path(f).relative_to(dataset.root)) for f in bad]
-        _write_atomic(path, lambda f: f.write(json.dumps({"bad": relative}).encode()))
+        record = {"bad": relative, "same_size": same_size}
+        _write_atomic(path, lambda f: f.write(json.dumps(record).encode()))
     return bad
 
 

@@ -318,7 +318,7 @@ def get_source(name: str) -> Source:
 class ImageFiles(Dataset):
     """Every image under ``root`` (recursively, sorted by path) as ``(image, path)`` pairs."""
 
-    def __init__(self, root: str | Path, transform=None) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(f"predict_root {self.root} is not a folder of images")
@@ -329,7 +329,6 @@ class ImageFiles(Dataset):
             raise DataError(
                 f"no images ({', '.join(IMG_EXTENSIONS)}) under predict_root {self.root}"
             )
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.files)
@@ -342,6 +341,4 @@ class ImageFiles(Dataset):
             raise DataError(
                 f"could not decode {path} ({type(error).__name__}: {error}); delete or replace it"
             ) from error
-        if self.transform is not None:
-            image = self.transform(image)
         return image, path

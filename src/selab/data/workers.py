@@ -52,6 +52,8 @@ class Transformed(Dataset):
         epoch, index = split_key(key)
         try:
             image, target = self.dataset[index]
+        except DataError:  # already names its file and what to do
+            raise
         except DECODE_ERRORS as error:
             raise DataError(
                 f"could not decode image {self.name(index)} ({type(error).__name__}: {error}); "

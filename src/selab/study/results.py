@@ -182,19 +182,12 @@ def markdown(study: Study, cells, summary) -> str:
         formats.update({"n": "{:d}", "paired seeds": "{:.0f}"})
         lines += [f"## {quantity}", "", to_markdown(table, formats), ""]
     shown = cells.drop(columns=["folder"]).copy()
-    shown["fit seconds"] = [_duration(s) for s in shown["fit seconds"]]
+    shown["fit seconds"] = [runs.duration_text(s) for s in shown["fit seconds"]]
     shown = shown.rename(columns={"fit seconds": "training time"})
     formats = {q: "{:.2f}" for q in study.quantities}
     formats["seed"] = "{}"
     lines += ["## Cells", "", to_markdown(shown, formats), ""]
     return "\n".join(lines)
-
-
-def _duration(seconds) -> str | None:
-    if seconds is None or _isnan(seconds):
-        return None
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def figure(study: Study, cells, summary, curves):
