@@ -51,37 +51,52 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
         super().load_state_dict(state_dict)
         self._averaged_once = self._latest_update_step > 0
 
-    def _tensors(self, module: torch.nn.Module) -> list[torch.Tensor]:
+    def _tensors(self, module: torch.nn.Module, buffers: bool) -> list[torch.Tensor]:
         tensors = module.parameters()
-        if self._use_buffers:
+        if buffers:
             tensors = itertools.chain(tensors, module.buffers())
         return [t.detach() for t in tensors]
 
+    def _pairs(self, pl_module: LightningModule) -> tuple[list, list, list, list]:
+        """(averaged floats, their sources, other averaged tensors, their sources): worked out
+        once per (average, model) pair; later steps only run the two multi-tensor ops."""
+        key = (id(self._average_model.module), id(pl_module))
+        if getattr(self, "_pairs_key", None) != key:
+            average = self._average_model.module
+            pairs = list(
+                zip(
+                    self._tensors(average, self._use_buffers),
+                    self._tensors(pl_module, self._use_buffers),
+                    strict=True,
+                )
+            )
+            floats = [(a, c) for a, c in pairs if a.is_floating_point()]
+            others = [(a, c) for a, c in pairs if not a.is_floating_point()]
+            if not self._use_buffers:  # buffers are copied, not averaged
+                others += list(zip(average.buffers(), pl_module.buffers(), strict=True))
+            self._pairs_cache = (
+                [a for a, _ in floats], [c for _, c in floats],
+                [a for a, _ in others], [c for _, c in others],
+            )  # fmt: skip
+            self._moves = any(a.device != c.device for a, c in pairs)
+            self._pairs_key = key
+        return self._pairs_cache
+
     @torch.no_grad()
     def _update(self, pl_module: LightningModule) -> None:
-        average = self._average_model
-        averaged = self._tensors(average.module)
-        current = [t.to(a.device) for a, t in zip(averaged, self._tensors(pl_module), strict=True)]
-        if not self._averaged_once:
-            torch._foreach_copy_(averaged, current)
-            self._averaged_once = True
-        else:
-            floats = [
-                (a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()
-            ]
-            others = [
-                (a, c) for a, c in zip(averaged, current, strict=True) if not a.is_floating_point()
-            ]
-            if floats:
-                torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1 - self.decay)
-            if others:
-                torch._foreach_copy_([a for a, _ in others], [c for _, c in others])
-        if not self._use_buffers:
-            for avg_buffer, buffer in zip(
-                average.module.buffers(), pl_module.buffers(), strict=True
-            ):
-                avg_buffer.copy_(buffer)
-        average.n_averaged += 1
+        avg_floats, floats, avg_others, others = self._pairs(pl_module)
+        if self._moves:  # the average lives on another device (``device=``)
+            floats = [c.to(a.device) for a, c in zip(avg_floats, floats, strict=True)]
+            others = [c.to(a.device) for a, c in zip(avg_others, others, strict=True)]
+        if avg_floats:
+            if self._averaged_once:
+                torch._foreach_lerp_(avg_floats, floats, 1 - self.decay)
+            else:
+                torch._foreach_copy_(avg_floats, floats)
+        if avg_others:
+            torch._foreach_copy_(avg_others, others)
+        self._averaged_once = True
+        self._average_model.n_averaged += 1
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
