@@ -416,13 +416,31 @@ def test_identity_initialised_convs_pass_their_input():
 
 
 def test_whitening_bias_trains_for_its_epochs_only():
+    """Frozen means unmoved: momentum built up while it trained must not carry it further."""
+    torch.manual_seed(0)
     net = models.speedrun_net(widths=(8, 8, 8), whiten_bias_epochs=2)
+    optimizer = torch.optim.SGD(parameter_groups(net), lr=0.1, momentum=0.9, nesterov=True)
     x = torch.randn(2, 3, 32, 32)
-    for epoch, trains in ((0, True), (1, True), (2, False)):
+    for epoch, trains in ((0, True), (1, True), (2, False), (3, False)):
         net.set_epoch(epoch)
-        net.zero_grad()
+        before = net.whiten.bias.detach().clone()
+        optimizer.zero_grad()
         net(x).sum().backward()
-        assert bool(net.whiten.bias.grad.abs().sum() > 0) is trains, epoch
+        optimizer.step()
+        assert (net.whiten.bias.grad is not None) is trains, epoch
+        assert bool((net.whiten.bias != before).any()) is trains, epoch
+    assert any(p is net.whiten.bias for g in parameter_groups(net) for p in g["params"])  # resume
+
+
+def test_patch_whitening_runs_in_float32_under_autocast():
+    torch.manual_seed(0)
+    net = models.speedrun_net(widths=(8, 8, 8))
+    images = torch.randn(64, 3, 8, 8)
+    net.initialize_from_data(lambda count: images[:count])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net.whiten(images)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, F.conv2d(images, net.whiten.weight, net.whiten.bias))
 
 
 def test_speedrun_needs_sample_images(in_tmp):
