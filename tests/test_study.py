@@ -26,6 +26,7 @@ from conftest import REPO
 from fakedata import write_imagefolder
 from selab import runs, study
 from selab.study import cells as cellplan
+from selab.study import identity as cell_identity
 from selab.study import launchers, results
 from selab.study.cli import keep_study_file
 from selab.study.spec import StudyError, load_study, parse_study
@@ -340,8 +341,8 @@ def test_report_statistics_equal_a_hand_computation(fabricated_study):
     assert "## val/acc_top1 last 2 mean" in text and "5 of 6 cells finished" in text
     words = " ".join(text.split())
     assert (
-        "| plain | 3 | 45.67 | 2.08 | [40.50, 50.84] | 44.00 | 48.00 | - |" in words
-    )  # 45, 48, 44
+        "| plain | 3 | 45.67 | 2.08 | [40.50, 50.84] | 44.00 | 48.00 | 0: 45.00, 1: 48.00, 2: 44.00 | - |" in words
+    )  # fmt: skip
     assert "| se | 2 | interrupted | 1 | - | 33.00 | - | - |" in words  # listed, not counted
 
 
@@ -658,3 +659,221 @@ def test_slurm_launcher_through_submitits_local_executor(tiny_study):
     assert_one_finished_cell(Path("out"), os.getpid())
     assert any(Path("out/submitit").glob("*_result.pkl"))  # submitit ran it as a job
     shutil.rmtree("out/submitit")
+
+
+# -- what a cell was run with --------------------------------------------------------------------
+
+
+def test_a_cell_identity_is_its_configs_content_and_arguments(tmp_path):
+    from selab.study.identity import CellIdentity, content_hash, first_difference
+
+    config = tmp_path / "recipe.yaml"
+    config.write_text("trainer:\n  max_epochs: 20\n")
+    before = content_hash(config)
+    config.write_text("# a comment\ntrainer: {max_epochs: 20}\n")
+    assert content_hash(config) == before  # the parsed content counts, not its layout
+
+    def build(settings=(), extra=()):
+        return CellIdentity.build("plain", 0, [config], {"trainer.max_epochs": 20}, list(settings), list(extra))  # fmt: skip
+
+    real = build(["data.root=/a", "data.dataset=imagefolder"])
+    assert first_difference(real, build(["data.root=/b", "data.dataset=imagefolder"])) is None
+    smoke = build(["data.root=/a", "data.dataset=imagefolder"], ["--trainer.max_epochs", "1"])
+    assert first_difference(smoke, real) == (
+        "it ran with arguments after -- `--trainer.max_epochs 1`, which this command does not give"
+    )
+    assert (
+        smoke.differences_from_study() == "--set data.dataset=imagefolder -- --trainer.max_epochs 1"
+    )
+    assert first_difference(real, build(["data.dataset=cifar10"])) == (
+        "it ran with --set `data.dataset=imagefolder`, this command gives `data.dataset=cifar10`"
+    )
+    config.write_text("trainer: {max_epochs: 1}\n")
+    assert first_difference(real, build(["data.dataset=imagefolder"])) == (
+        "config recipe.yaml has changed since the cell ran"
+    )
+
+
+def test_a_cell_run_with_other_arguments_is_never_counted(tmp_path, monkeypatch, capsys):
+    """A finished cell recorded with `-- --trainer.max_epochs 1` is refused by the command without
+    them, dry run included; --rerun moves it aside (kept) instead of deleting it."""
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s", GOOD)
+    s = load_study(path)
+    smoke = cellplan.plan(s, Path("out"), [], ["--trainer.max_epochs", "1"], ["plain"], [0])[0]
+    cell_identity.write(smoke.folder, smoke.identity, smoke.fit_args())
+    write_metrics(smoke.folder, [0.1], test=0.1)
+    keep_study_file(s, Path("out"))
+    for dry in ([], ["--dry-run"]):
+        assert study.main(["run", str(path), "--out", "out", "--arms", "plain", "--seeds", "0", *dry]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert err == (
+            "error: plain/seed_0 in out cannot be reused: it ran with arguments after -- "
+            "`--trainer.max_epochs 1`, which this command does not give; pass another --out, or "
+            "--rerun to run it again (the old cell is moved to out/replaced)\n"
+        )
+    # the same arguments: finished, skipped
+    assert study.main(["run", str(path), "--out", "out", "--arms", "plain", "--seeds", "0", "--dry-run", "--", "--trainer.max_epochs", "1"]) == 0  # fmt: skip
+    assert "plain/seed_0: finished, skipped" in capsys.readouterr().out
+    old = (smoke.folder / "metrics.csv").read_bytes()
+    plan = cellplan.plan(s, Path("out"), arms=["plain"], seeds=[0])
+    moved = cellplan.replace(plan[0], Path("out"))
+    assert moved.parent == Path("out/replaced/plain") and moved.name.startswith("seed_0-")
+    assert (moved / "metrics.csv").read_bytes() == old and not smoke.folder.exists()
+    assert plan[0].action == cellplan.NEW and [n for n, _ in plan[0].steps] == ["fit", "test"]
+
+
+def test_the_report_labels_smoke_cells_and_keeps_them_from_published_numbers(tmp_path):
+    s = parse_study(yaml.safe_load(textwrap.dedent(REPORT_STUDY)), default_name="fab")
+    out = tmp_path / "out"
+    for seed in (0, 1):
+        cell = cellplan.plan(s, out, ["data.root=/x"], ["--trainer.max_epochs=1"], ["plain"], [seed])[0]  # fmt: skip
+        cell.identity.recipe = {"max_epochs": 3}
+        cell_identity.write(cell.folder, cell.identity, cell.fit_args())
+        write_metrics(cell.folder, [0.4], test=0.4)
+    cells, _ = results.collect(s, out)
+    plain = cells[cells["arm"] == "plain"].set_index("seed")
+    assert plain.loc[0, "arguments"] == "-- --trainer.max_epochs=1"
+    assert plain.loc[0, "flags"] == "short: 1 of the recipe's 3 epochs"
+    summary = results.summarise(s, cells)
+    row = summary.set_index(["quantity", "arm"]).loc[("test/acc_top1", "plain")]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(40) and row["short cells"] == 2
+    assert row["diff published"] is None or math.isnan(row["diff published"])
+    text = results.markdown(s, cells, summary)
+    assert "- `plain` is not set against its published 50.00: 2 of its finished cells trained less than the recipe." in text  # fmt: skip
+    assert "- `plain/seed_0` ran with arguments beyond the study file: `-- --trainer.max_epochs=1`." in text  # fmt: skip
+
+
+def test_plateaus_and_divergence_are_flagged(tmp_path):
+    """Fabricated metrics: one cell at chance (10 classes: <= 11%) for all its epochs, one that
+    left it after two, one whose loss became NaN."""
+    s = parse_study(yaml.safe_load(textwrap.dedent(REPORT_STUDY)), default_name="fab")
+    out = tmp_path / "out"
+    curves = {("plain", 0): [0.10, 0.105, 0.1], ("plain", 1): [0.10, 0.11, 0.45], ("se", 0): [0.3, 0.1, 0.1]}  # fmt: skip
+    for (arm, seed), val in curves.items():
+        folder = cellplan.cell_dir(out, arm, seed)
+        write_metrics(folder, val, test=val[-1])
+        runs.update_status(folder, "fit", state="finished", classes=10)
+    metrics = cellplan.cell_dir(out, "se", 0) / "metrics.csv"
+    text = metrics.read_text().splitlines()
+    text[-2] = text[-2].replace("0.9,", "nan,")  # val/loss of the last epoch
+    metrics.write_text("\n".join(text) + "\n")
+    assert runs.diverged(metrics.parent) and not runs.diverged(cellplan.cell_dir(out, "plain", 1))
+    cells, _ = results.collect(s, out)
+    table = cells.set_index(["arm", "seed"])
+    assert table.loc[("plain", 0), "chance epochs"] == 3
+    assert table.loc[("plain", 0), "flags"] == "never left chance"
+    assert table.loc[("plain", 1), "chance epochs"] == 2 and table.loc[("plain", 1), "flags"] == ""
+    assert (
+        table.loc[("se", 0), "chance epochs"] == 2 and table.loc[("se", 0), "flags"] == "diverged"
+    )
+    summary = results.summarise(s, cells)
+    assert summary.set_index(["quantity", "arm"]).loc[("test/acc_top1", "plain"), "seeds"] == "0: 10.00*, 1: 45.00"  # fmt: skip
+    text = results.markdown(s, cells, summary)
+    assert "- `plain/seed_0` (finished): never left chance, 3 of 3 epochs at chance level." in text
+
+
+def fabricate_cell(study_, out, arm, seed, val, settings=(), extra=()):
+    """A finished cell as `selab study run` leaves it: cell.json, metrics, status."""
+    cell = cellplan.plan(study_, Path(out), list(settings), list(extra), [arm], [seed])[0]
+    cell_identity.write(cell.folder, cell.identity, cell.fit_args())
+    write_metrics(cell.folder, val, test=val[-1])
+    runs.update_status(cell.folder, "fit", state="finished", classes=10, seconds=12.5)
+    return cell.folder
+
+
+def test_export_run_elsewhere_and_report_merge(tmp_path, monkeypatch, capsys):
+    """Cells exported from machine A count as done on machine B (same arguments, other data
+    location), B's new cell joins them, and the report from B, from the results folder alone
+    and the export again (nothing overwritten) agree."""
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s", GOOD)
+    s = load_study(path)
+    fabricate_cell(s, "a", "plain", 0, [0.3, 0.5], ["data.root=/machine/a"])
+    assert study.main(["export", "a", "results/s"]) == 2  # a has no study.yaml yet
+    assert "has no study.yaml" in capsys.readouterr().err
+    keep_study_file(s, Path("a"))
+    assert study.main(["export", "a", "results/s"]) == 0
+    assert "exported: plain/seed_0 -> results/s/cells/plain/seed_0" in capsys.readouterr().out
+    assert sorted(p.name for p in Path("results/s/cells/plain/seed_0").iterdir()) == ["cell.json", "metrics.csv", "status.json"]  # fmt: skip
+    assert Path("results/s/study.yaml").read_text() == path.read_text()
+
+    args = ["run", str(path), "--out", "b", "--seeds", "0", "--results", "results/s", "--set", "data.root=/machine/b", "--dry-run"]  # fmt: skip
+    assert study.main(args) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] plain/seed_0: finished in the results folder, skipped" in out
+    assert "[2/2] se/seed_0: new" in out and "1 to run" in out
+    smoke = [*args[:-1], "--dry-run", "--", "--trainer.max_epochs=1"]
+    assert study.main(smoke) == 2
+    assert "plain/seed_0 in results/s cannot be counted: this command adds arguments after -- `--trainer.max_epochs=1`" in capsys.readouterr().err  # fmt: skip
+
+    fabricate_cell(s, "b", "se", 0, [0.4, 0.6], ["data.root=/machine/b"])
+    assert study.main(["report", "b", "--study", str(path), "--results", "results/s"]) == 0
+    merged = pd.read_csv("b/cells.csv").set_index(["arm", "seed"])
+    assert merged.loc[("plain", 0), "test/acc_top1"] == pytest.approx(50.0)
+    assert merged.loc[("plain", 0), "folder"] == str(Path("results/s/cells/plain/seed_0"))
+    assert merged.loc[("se", 0), "test/acc_top1"] == pytest.approx(60.0)
+    assert merged["status"].tolist() == ["finished", "finished", "missing", "missing"]
+    summary = pd.read_csv("b/results.csv").set_index("arm")
+    assert summary.loc["se", "diff"] == pytest.approx(10.0)
+    keep_study_file(s, Path("b"))
+    assert study.main(["export", "b", "results/s"]) == 0
+    assert study.main(["export", "a", "results/s"]) == 0  # the same files: left as they are
+    assert "unchanged: plain/seed_0" in capsys.readouterr().out
+    assert study.main(["report", "results/s"]) == 0  # a clone has only the results folder
+    clone = pd.read_csv("results/s/cells.csv").set_index(["arm", "seed"])
+    assert clone["test/acc_top1"].iloc[:2].tolist() == merged["test/acc_top1"].iloc[:2].tolist()
+    write_metrics(Path("a/plain/seed_0"), [0.3, 0.7], test=0.7)  # other results, same cell
+    assert study.main(["export", "a", "results/s"]) == 2
+    assert "results/s/cells/plain/seed_0 already holds other results" in capsys.readouterr().err
+    assert pd.read_csv("results/s/cells/plain/seed_0/metrics.csv")["test/acc_top1"].max() == 0.5
+
+
+@pytest.mark.slow
+def test_smoke_then_real_and_rerun_as_a_user_types_them(tiny_study):
+    """A smoke cell, refused by the real command (one line, exit 2), rerun with the smoke cell
+    kept aside."""
+    (tiny_study / "study.yaml").write_text("base: base.yaml\narms: {plain: []}\nseeds: [0]\n")
+    smoke = run_study("run", "study/study.yaml", "--out", "a", "--", "--trainer.max_epochs=1")
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "short: 1 of the recipe's 2 epochs" in Path("a/results.md").read_text()
+    real = run_study("run", "study/study.yaml", "--out", "a")
+    assert real.returncode == 2 and real.stderr.count("\n") == 1, real.stderr
+    assert "plain/seed_0 in a cannot be reused: it ran with arguments after -- `--trainer.max_epochs=1`" in real.stderr  # fmt: skip
+    rerun = run_study("run", "study/study.yaml", "--out", "a", "--rerun")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    (kept,) = Path("a/replaced/plain").iterdir()
+    assert runs.epochs_done(runs.read_metrics(kept)) == 1
+    assert runs.epochs_done(runs.read_metrics("a/plain/seed_0")) == 2
+
+
+@pytest.mark.slow
+def test_export_then_completion_elsewhere_merge_into_one_report(tiny_study):
+    """Machine A runs one arm and exports it; machine B (another folder) counts A's committed
+    cell through --results, runs only the other arm and exports it; the report over both has A's
+    numbers, and `study report` on the results folder alone (a clone) gives the same table."""
+    (tiny_study / "study.yaml").write_text(
+        "base: base.yaml\narms: {plain: [], se: [se.yaml]}\nseeds: [0]\n"
+        "other_metrics: [test/loss]\n"
+    )
+    a = run_study("run", "study/study.yaml", "--out", "a", "--arms", "plain")
+    assert a.returncode == 0, a.stdout + a.stderr
+    export = run_study("export", "a", "results/tiny")
+    assert export.returncode == 0, export.stdout + export.stderr
+    exported = Path("results/tiny/cells/plain/seed_0")
+    assert sorted(p.name for p in exported.iterdir()) == ["cell.json", "config.yaml", "metrics.csv", "status.json"]  # fmt: skip
+    status = runs.read_status(exported)["fit"]
+    assert status["hardware"] and status["seconds"] > 0 and "commit" in status
+
+    b = run_study("run", "study/study.yaml", "--out", "b", "--results", "results/tiny")
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert "[1/2] plain/seed_0: finished in the results folder, skipped" in b.stdout
+    assert not Path("b/plain/seed_0").exists() and Path("results/tiny/cells/se/seed_0").is_dir()
+    merged = pd.read_csv("b/cells.csv").set_index("arm")
+    a_test = runs.final_value(runs.read_metrics("a/plain/seed_0"), "test/acc_top1")
+    assert merged.loc["plain", "test/acc_top1"] == pytest.approx(100 * a_test)
+    assert (merged["status"] == "finished").all()
+    assert study.main(["report", "results/tiny"]) == 0  # from a clone: the committed cells alone
+    clone = pd.read_csv("results/tiny/cells.csv").set_index("arm")
+    columns = ["status", "epochs", "test/acc_top1", "test/loss"]
+    assert clone[columns].equals(merged[columns])

@@ -480,6 +480,76 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def diverged(run: str | Path) -> bool:
+    """Whether a loss logged in ``metrics.csv`` was NaN or infinite (pandas reads an empty cell
+    and ``nan`` alike, so the file's text is read)."""
+    import csv
+
+    path = Path(run, METRICS)
+    if not path.is_file():
+        return False
+    with open(path, newline="", encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            for key, value in row.items():
+                if key and key.endswith("loss") and value.strip().lower() in ("nan", "inf", "-inf"):
+                    return True
+    return False
+
+
+def hardware() -> str:
+    """What ran the command: the CUDA devices, else the processor, its cores and torch's threads."""
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        counts = {name: names.count(name) for name in names}
+        return ", ".join(f"{n} x {name}" for name, n in counts.items())
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def provenance() -> dict[str, Any]:
+    """The code and machine behind a run: selab's git commit (``+dirty`` with uncommitted changes;
+    None outside a checkout), versions, host and hardware."""
+    import subprocess
+
+    import lightning
+    import torch
+
+    source = Path(__file__).resolve().parent
+    commit = None
+    try:
+        git = ["git", "-C", str(source)]
+        head = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode == 0:
+            changes = subprocess.run([*git, "status", "--porcelain", "--", "."],
+                                     capture_output=True, text=True, timeout=10)  # fmt: skip
+            commit = head.stdout.strip() + ("+dirty" if changes.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from . import __version__
+
+    return {
+        "commit": commit,
+        "selab": __version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": sys.version.split()[0],
+        "host": socket.gethostname(),
+        "hardware": hardware(),
+    }
+
+
 class RunStatus(Callback):
     """Records what each command does to its run folder in ``<run>/status.json``.
 
@@ -534,6 +604,8 @@ class RunStatus(Callback):
         }
         if self._command == "fit":
             record["max_epochs"] = trainer.max_epochs
+            record["classes"] = getattr(pl_module, "num_classes", None)
+            record.update(provenance())
         self._write(replace=True, **record)  # a new attempt: nothing of an earlier one stays
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -1,14 +1,18 @@
 """Cells of a study: one (arm, seed) each, an ordinary ``selab fit`` then ``selab test``.
 
-A cell's run folder is ``<out>/<arm>/seed_<seed>/`` (a TensorBoardLogger and a
+A cell's run folder is ``<out>/<arm>/seed_<seed>/`` (:func:`cell_dir`; a TensorBoardLogger and a
 ``selab.loggers.CSVLogger`` with ``save_dir=<out>``, ``name=<arm>``, ``version=seed_<seed>``), so it
-is an ordinary run folder (see :mod:`selab.runs`). Whether a cell runs, resumes or is skipped is
-decided from that folder: test results present -> done; ``last.ckpt`` present -> resume the fit
-from it (or only test, when the fit had finished); else a new fit.
+is an ordinary run folder (see :mod:`selab.runs`), plus ``cell.json``, what it was run with
+(:mod:`.identity`). Whether a cell runs, resumes or is skipped is decided from that folder: test
+results present -> done; ``last.ckpt`` present -> resume the fit from it (or only test, when the
+fit had finished); else a new fit. A folder whose ``cell.json`` differs from what the command
+would run is a conflict, never reused. Cells exported to a results folder
+(``<results>/cells/<arm>/seed_<seed>/``, :mod:`.evidence`) with the same identity count as done.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -22,10 +26,30 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs
-from .spec import Arm, Study
+from . import identity as cell_identity
+from .identity import CellIdentity, first_difference
+from .spec import Arm, Study, StudyError
 
 # What a cell's folder says should happen to it.
 DONE, RUNNING, NEW, RESUME, TEST = "done", "running", "new", "resume", "test"
+COMMITTED = "committed"  # finished in the results folder
+EXPORTED = "cells"  # <results>/cells/<arm>/seed_<seed>/
+RECIPE_LENGTH = ("max_epochs", "limit_train_batches")  # recorded with each cell for the report
+
+
+def cell_dir(root: str | Path, arm: str, seed: int) -> Path:
+    """The folder of cell (``arm``, ``seed``) under a study folder (or ``<results>/cells``)."""
+    return runs.run_dir(root, arm, f"seed_{seed}")
+
+
+def cell_label(arm: str, seed: int) -> str:
+    """How a cell is named in messages: its folder below the study folder, ``<arm>/seed_<seed>``."""
+    return cell_dir(Path(), arm, seed).as_posix()
+
+
+def exported_dir(results: str | Path, arm: str, seed: int) -> Path:
+    """Where a results folder keeps the exported cell (``arm``, ``seed``)."""
+    return cell_dir(Path(results) / EXPORTED, arm, seed)
 
 
 def display_path(path: str | Path) -> str:
@@ -45,8 +69,9 @@ def override_arg(key: str, value: Any) -> str:
 
 
 def logger_arg(out: Path, arm: str, seed: int) -> str:
-    """Both loggers of a cell, writing to one folder ``<out>/<arm>/seed_<seed>``."""
-    init = {"save_dir": display_path(out), "name": arm, "version": f"seed_{seed}"}
+    """Both loggers of a cell, writing to one folder, :func:`cell_dir`."""
+    folder = cell_dir(out, arm, seed)
+    init = {"save_dir": display_path(out), "name": folder.parent.name, "version": folder.name}
     loggers = [
         {
             "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -65,12 +90,15 @@ class Cell:
     seed: int
     folder: Path
     args: list[str]  # arguments shared by fit and test, after the subcommand
+    identity: CellIdentity | None = None
     action: str = NEW
     steps: list[tuple[str, list[str]]] = field(default_factory=list)
+    conflict: str | None = None  # how the folder's recorded cell differs from this one
+    committed: Path | None = None  # the exported cell that makes this one done
 
     @property
     def label(self) -> str:
-        return f"{self.arm}/seed_{self.seed}"
+        return cell_label(self.arm, self.seed)
 
     def fit_args(self, resume: bool = False) -> list[str]:
         args = ["fit", *self.args]
@@ -90,6 +118,7 @@ class Cell:
             "arm": self.arm,
             "seed": self.seed,
             "folder": str(Path(self.folder).resolve()),
+            "identity": dataclasses.asdict(self.identity) if self.identity else None,
             "steps": [(name, list(argv)) for name, argv in self.steps],
             "cwd": os.getcwd(),
             "env": dict(env or {}),
@@ -130,6 +159,17 @@ def decide(folder: Path) -> str:
     return NEW
 
 
+def conflict(folder: Path, current: CellIdentity, action: str) -> str | None:
+    """How the cell recorded in ``folder`` differs from ``current`` (None: the same, or nothing
+    recorded and nothing run yet)."""
+    recorded = cell_identity.read(folder)
+    if recorded is None:
+        if action == NEW:
+            return None
+        return "it was run without a record of its arguments (cell.json)"
+    return first_difference(recorded, current)
+
+
 def plan(
     study: Study,
     out: Path,
@@ -137,26 +177,65 @@ def plan(
     extra: list[str] = (),
     arms: list[str] | None = None,
     seeds: list[int] | None = None,
+    results: Path | None = None,
 ) -> list[Cell]:
     """Every cell to consider, seed by seed (all arms of the first seed first, so paired
-    comparisons are available early), with what its folder says to do."""
+    comparisons are available early), with what its folder says to do and, where the folder or
+    ``results`` holds the cell run differently, the conflict."""
     cells = []
     for seed in seeds if seeds is not None else study.seeds:
         for name in arms if arms is not None else study.arms:
             arm = study.arms[name]
-            folder = runs.run_dir(out, name, f"seed_{seed}")
+            folder = cell_dir(out, name, seed)
             cell = Cell(
                 name, seed, folder, cell_args(study, arm, seed, out, list(settings), list(extra))
             )
+            cell.identity = CellIdentity.build(
+                name, seed, [*study.base, *arm.configs], {**study.overrides, **arm.overrides},
+                list(settings), list(extra), shown=display_path,
+                recipe={key: study.configured(name, f"trainer.{key}") for key in RECIPE_LENGTH},
+            )  # fmt: skip
             cell.action = decide(folder)
-            if cell.action == NEW:
-                cell.steps = [("fit", cell.fit_args()), ("test", cell.test_args())]
-            elif cell.action == RESUME:
-                cell.steps = [("fit", cell.fit_args(resume=True)), ("test", cell.test_args())]
-            elif cell.action == TEST:
-                cell.steps = [("test", cell.test_args())]
+            cell.conflict = conflict(folder, cell.identity, cell.action)
+            if results is not None and cell.action != DONE:
+                exported = exported_dir(results, name, seed)
+                if runs.has_test_results(exported):
+                    difference = conflict(exported, cell.identity, DONE)
+                    if difference is None:
+                        cell.action, cell.committed = COMMITTED, exported
+                    else:
+                        raise StudyError(
+                            f"{cell.label} in {display_path(results)} cannot be counted: "
+                            f"{difference}; pass another --results (committed cells are never replaced)"
+                        )
+            set_steps(cell)
             cells.append(cell)
     return cells
+
+
+def set_steps(cell: Cell) -> None:
+    """The commands that bring the cell from its ``action`` to done."""
+    if cell.action == NEW:
+        cell.steps = [("fit", cell.fit_args()), ("test", cell.test_args())]
+    elif cell.action == RESUME:
+        cell.steps = [("fit", cell.fit_args(resume=True)), ("test", cell.test_args())]
+    elif cell.action == TEST:
+        cell.steps = [("test", cell.test_args())]
+    else:
+        cell.steps = []
+
+
+def replace(cell: Cell, out: Path) -> Path:
+    """Move a conflicting cell's folder to ``<out>/replaced/<arm>/seed_<seed>-<time>/`` (kept, never
+    deleted) so that the cell runs anew; returns where it went."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = cell_dir(Path(out) / "replaced", cell.arm, cell.seed)
+    target = target.with_name(f"{target.name}-{stamp}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(cell.folder, target)
+    cell.action, cell.conflict = NEW, None
+    set_steps(cell)
+    return target
 
 
 def run_cell(spec: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
@@ -169,6 +248,9 @@ def run_cell(spec: dict[str, Any], stop: threading.Event | None = None) -> dict[
     """
     folder = Path(spec["folder"])
     folder.mkdir(parents=True, exist_ok=True)
+    if spec.get("identity") and cell_identity.read(folder) is None:
+        first = spec["steps"][0][1] if spec["steps"] else []
+        cell_identity.write(folder, CellIdentity.from_dict(spec["identity"]), first)
     env = {**os.environ, **spec.get("env", {}), "PYTHONUNBUFFERED": "1"}
     start = time.time()
     result = {"arm": spec["arm"], "seed": spec["seed"], "folder": str(folder), "ok": True,

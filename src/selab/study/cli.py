@@ -11,6 +11,7 @@ import yaml
 
 from .. import runs
 from . import cells as cellplan
+from .evidence import export
 from .launchers import LocalLauncher, RayLauncher, SlurmLauncher
 from .results import write_report
 from .spec import STUDY_FILE, Study, StudyError, load_study, parse_study, read_yaml
@@ -21,7 +22,10 @@ examples:
   selab study run configs/studies/vgg_small/study.yaml --set data.dataset=imagefolder data.root=/tmp/cifarjpg
   selab study run study.yaml --parallel 2 -- --trainer.max_epochs 1
   selab study run study.yaml --launcher ray --ray-address auto --gpus-per-cell 1
+  selab study run study.yaml --results results/vgg_small    # count and add to committed cells
+  selab study export logs/studies/vgg_small results/vgg_small
   selab study report logs/studies/vgg_small
+  selab study report results/vgg_small
 """
 
 
@@ -32,13 +36,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog=USAGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,report,export}")
     run = commands.add_parser(
         "run",
         help="run every missing cell (fit, then test on last.ckpt), then report",
         description="Run every missing (arm, seed) cell: `selab fit`, then `selab test` on its "
         "last.ckpt, each a subprocess. Finished cells are skipped, interrupted ones resume from "
-        "last.ckpt. Arguments after `--` are appended to every cell's commands.",
+        "last.ckpt. Arguments after `--` are appended to every cell's commands. Each cell records "
+        "what it ran with (cell.json: configs' content, overrides, --set values, arguments after "
+        "--); a cell recorded with other arguments is never reused: the run stops and names it.",
     )
     run.add_argument("study", help="the study file (study.yaml)")
     run.add_argument("--out", help="study folder (default: the file's 'out', logs/studies/<name>)")
@@ -48,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed cell")
     run.add_argument("--dry-run", action="store_true", help="print what would run and stop")
+    run.add_argument("--rerun", action="store_true",
+                     help="run again the cells recorded with other arguments; their folders are "
+                     "moved to <out>/replaced/, not deleted")  # fmt: skip
+    run.add_argument("--results", metavar="DIR",
+                     help="a results folder (selab study export): its cells with the same "
+                     "arguments count as done, and the cells finished here are exported to it")  # fmt: skip
     run.add_argument("--launcher", choices=["local", "ray", "slurm"], default="local")
     run.add_argument("--parallel", type=int, default=1, metavar="N",
                      help="local: N cells at a time, GPUs (or CPU threads) split between them")  # fmt: skip
@@ -66,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("folder", help="the study folder (holding study.yaml and <arm>/seed_<s>/)")
     report.add_argument("--study", help="study file to use when the folder has no study.yaml")
+    report.add_argument("--results", nargs="+", default=[], metavar="DIR",
+                        help="results folders whose exported cells join the report")  # fmt: skip
+    export = commands.add_parser(
+        "export",
+        help="copy finished cells' small files to a results folder (to commit)",
+        description="Copy each finished cell's metrics.csv, cell.json, status.json and config.yaml "
+        "(no checkpoints) to RESULTS/cells/<arm>/seed_<seed>/ with the study file, then write the "
+        "report there. Cells already exported are left as they are; other results for the same "
+        "cell are never overwritten.",
+    )
+    export.add_argument("folder", help="the study folder (holding study.yaml and <arm>/seed_<s>/)")
+    export.add_argument("results", help="the results folder, e.g. results/vgg_small")
     return parser
 
 
@@ -99,7 +123,8 @@ def keep_study_file(study: Study, folder: Path) -> Path:
             )
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    text = Path(study.path).read_text(encoding="utf-8") if study.path else yaml.safe_dump(study.raw)
+    source = study.source or study.path
+    text = Path(source).read_text(encoding="utf-8") if source else yaml.safe_dump(study.raw)
     return runs.atomic_write_text(target, text)
 
 
@@ -132,30 +157,63 @@ def _launcher(args, out: Path):
     return LocalLauncher(args.parallel)
 
 
+def _resolve_conflicts(plan, out: Path, rerun: bool) -> None:
+    """Stop at the first cell recorded with other arguments, or, with ``--rerun``, move each
+    such cell aside so that it runs anew."""
+    for cell in plan:
+        if cell.conflict is None:
+            continue
+        where = f"{cell.label} in {cellplan.display_path(out)}"
+        if cell.action == cellplan.RUNNING:
+            raise StudyError(f"{where} is running with other arguments: {cell.conflict}")
+        if not rerun:
+            raise StudyError(
+                f"{where} cannot be reused: {cell.conflict}; pass another --out, or --rerun to "
+                f"run it again (the old cell is moved to {cellplan.display_path(out / 'replaced')})"
+            )
+        moved = cellplan.replace(cell, out)
+        print(f"{cell.label}: ran with other arguments, moved to {cellplan.display_path(moved)}")
+
+
+NOTES = {
+    cellplan.DONE: "finished, skipped",
+    cellplan.RUNNING: "running elsewhere, skipped",
+    cellplan.NEW: "new",
+    cellplan.RESUME: "resuming from last.ckpt",
+    cellplan.TEST: "fit finished, testing",
+    cellplan.COMMITTED: "finished in the results folder, skipped",
+}
+
+
 def run_study(args, extra: list[str]) -> int:
     study = load_study(args.study)
     out = Path(args.out).expanduser() if args.out else study.out
+    results = Path(args.results).expanduser() if args.results else None
     settings = _settings(args.settings)
     arms, seeds = _subset(study, args.arms, args.seeds)
     launcher = _launcher(args, out)
-    plan = cellplan.plan(study, out, settings, extra, arms, seeds)
-    todo = [c for c in plan if c.steps]
+    plan = cellplan.plan(study, out, settings, extra, arms, seeds, results)
+    if not args.rerun:
+        _resolve_conflicts(plan, out, rerun=False)  # stops at the first conflict
+    if not args.dry_run:
+        keep_study_file(study, out)
+        _resolve_conflicts(plan, out, rerun=True)
+    todo = [c for c in plan if c.steps or c.conflict]
     print(f"study {study.name}: {len(plan)} cells in {cellplan.display_path(out)}, "
           f"{len(todo)} to run ({launcher.describe()})")  # fmt: skip
     for index, cell in enumerate(plan, 1):
-        note = {cellplan.DONE: "finished, skipped", cellplan.RUNNING: "running elsewhere, skipped",
-                cellplan.NEW: "new", cellplan.RESUME: "resuming from last.ckpt",
-                cellplan.TEST: "fit finished, testing"}[cell.action]  # fmt: skip
+        note = NOTES[cell.action]
+        if cell.conflict:
+            note = f"ran with other arguments ({cell.conflict}): --rerun moves it aside and runs it"
         print(f"[{index}/{len(plan)}] {cell.label}: {note}")
         for _, argv in cell.steps:
             print(f"    {cellplan.command_line(argv)}")
     if args.dry_run:
         return 0
-    keep_study_file(study, out)
     failures: list[dict] = []
 
     def on_result(result: dict) -> None:
-        label = f"{result['arm']}/seed_{result['seed']}"
+        label = cellplan.cell_label(result["arm"], result["seed"])
         if result["ok"]:
             print(f"done: {label} ({result.get('seconds', 0):.0f} s)")
         else:
@@ -165,35 +223,60 @@ def run_study(args, extra: list[str]) -> int:
             )
             print(f"FAILED: {label}: {what}; see {cellplan.display_path(result['log'])}")
 
-    launcher.run([c.spec() for c in todo], args.fail_fast, on_result)
-    paths = write_report(study, out)
+    launcher.run([c.spec() for c in plan if c.steps], args.fail_fast, on_result)
+    if results is not None:
+        for line in export(study, out, results, keep_study_file):
+            print(line)
+    paths = write_report(study, out, [results] if results else [])
     print(Path(paths["markdown"]).read_text(encoding="utf-8"))
     print("written: " + ", ".join(cellplan.display_path(p) for p in paths.values()))
     if failures:
         print(f"{len(failures)} cell(s) failed: " + ", ".join(
-            f"{r['arm']}/seed_{r['seed']} ({cellplan.display_path(r['log'])})" for r in failures
+            f"{cellplan.cell_label(r['arm'], r['seed'])} ({cellplan.display_path(r['log'])})"
+            for r in failures
         ))  # fmt: skip
         return 1
     return 0
 
 
-def report_study(args) -> int:
-    folder = Path(args.folder).expanduser()
+def _study_of_folder(folder: Path, study_file: str | None) -> Study:
+    """The study of a study or results folder: ``--study FILE`` (kept there), else its copy."""
     if not folder.is_dir():
         raise StudyError(
             f"{folder} is not a folder; pass a study folder (e.g. logs/studies/<name>)"
         )
-    if args.study:
-        study = load_study(args.study, check_files=False)
+    if study_file:
+        study = load_study(study_file, check_files=False)
         keep_study_file(study, folder)
-    elif (folder / STUDY_FILE).is_file():
+        return study
+    if (folder / STUDY_FILE).is_file():
         path = folder / STUDY_FILE
         study = parse_study(
             read_yaml(path), None, check_files=False, where=str(path), default_name=folder.name
         )
-    else:
-        raise StudyError(f"{folder} has no {STUDY_FILE}; pass the study file with --study FILE")
-    paths = write_report(study, folder)
+        study.source = path
+        return study
+    raise StudyError(f"{folder} has no {STUDY_FILE}; pass the study file with --study FILE")
+
+
+def export_study(args) -> int:
+    folder = Path(args.folder).expanduser()
+    study = _study_of_folder(folder, None)
+    results = Path(args.results).expanduser()
+    lines = export(study, folder, results, keep_study_file)
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"no finished cell in {cellplan.display_path(folder)}: nothing exported")
+    paths = write_report(study, results)
+    print("written: " + ", ".join(cellplan.display_path(p) for p in paths.values()))
+    return 0
+
+
+def report_study(args) -> int:
+    folder = Path(args.folder).expanduser()
+    study = _study_of_folder(folder, args.study)
+    paths = write_report(study, folder, [Path(r).expanduser() for r in args.results])
     print(Path(paths["markdown"]).read_text(encoding="utf-8"))
     print("written: " + ", ".join(cellplan.display_path(p) for p in paths.values()))
     return 0
@@ -210,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run_study(args, extra)
+        if args.command == "export":
+            return export_study(args)
         return report_study(args)
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from .cells import run_cell
+from .cells import cell_label, run_cell
 from .spec import StudyError
 
 Result = dict[str, Any]
@@ -208,7 +208,7 @@ class SlurmLauncher:
             raise StudyError(f"--slurm: {error}") from None
         jobs = {}
         for spec in specs:
-            executor.update_parameters(name=f"{spec['arm']}-seed_{spec['seed']}")
+            executor.update_parameters(name=cell_label(spec["arm"], spec["seed"]).replace("/", "-"))
             jobs[executor.submit(run_cell, spec)] = spec
         for job in self.submitit.helpers.as_completed(list(jobs), poll_frequency=1):
             spec = jobs.pop(job)

@@ -2,7 +2,10 @@
 
 Writes into the study folder, each file to a temporary name and then renamed over the old one:
 
-- ``cells.csv``: one row per (arm, seed): status, epochs, each reported number, folder.
+- ``cells.csv``: one row per (arm, seed): status, epochs, each reported number, the arguments the
+  cell added to the study file (``--set`` values and arguments after ``--``: a smoke cell shows
+  them), epochs spent at chance level, flags (never left chance, diverged, shorter than the
+  recipe), training time, commit, hardware and folder.
 - ``results.csv``: one row per (number, arm): n, mean, std, 95% t-interval, min, max, the paired
   difference to the baseline with its interval, the published number and the difference to it.
 - ``results.md``: the same as Markdown tables.
@@ -10,7 +13,10 @@ Writes into the study folder, each file to a temporary name and then renamed ove
   numbers as crosses), and the learning curves per arm.
 
 Only finished cells (test results logged) count in the statistics; the others are listed with
-their status and the values they have logged so far.
+their status and the values they have logged so far. A cell that trained fewer epochs than the
+recipe (or on a limited share of the batches) is never set against the published number: the
+difference is left out and the report says why. Cells are read from the study folder and from
+any results folders given (:mod:`.evidence`); for each (arm, seed) the first finished copy counts.
 """
 
 from __future__ import annotations
@@ -21,8 +27,14 @@ from pathlib import Path
 
 from .. import runs
 from ..analysis.tables import to_markdown
+from . import cells as cellplan
+from . import identity as cell_identity
+from .evidence import cell_roots
 from .spec import Study
 from .stats import paired_difference, summarize
+
+CHANCE_MARGIN = 0.01  # an epoch within 1 point of 1/classes is at chance level
+NEVER_LEFT_CHANCE, DIVERGED, SHORT = "never left chance", "diverged", "short"
 
 CELLS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = (
     "cells.csv",
@@ -57,38 +69,88 @@ def curve_metric(study: Study) -> str:
     return study.metric
 
 
-def collect(study: Study, out: str | Path):
-    """One row per cell (arm, seed, status, epochs, the study's numbers, folder), and each cell's
-    learning curve: (cells DataFrame, {(arm, seed): Series by epoch})."""
+def chance_epochs(curve, classes: int | None) -> int | None:
+    """Epochs whose accuracy (a fraction) is within ``CHANCE_MARGIN`` of ``1 / classes``."""
+    if not classes or not len(curve):
+        return None
+    return int((curve <= 1 / classes + CHANCE_MARGIN).sum())
+
+
+def _shortened(recipe: dict, folder: Path, epochs: int) -> str | None:
+    """Why the cell trained less than its recipe (as recorded in its ``cell.json``), or None."""
+    planned = recipe.get("max_epochs")
+    if isinstance(planned, int) and planned > 0 and epochs < planned:
+        return f"{epochs} of the recipe's {planned} epochs"
+    limit = (runs.read_config(folder).get("trainer") or {}).get("limit_train_batches")
+    if limit not in (None, 1.0, recipe.get("limit_train_batches")):
+        return f"limit_train_batches {limit}"
+    return None
+
+
+def _pick(roots: list[Path], arm: str, seed: int) -> Path | None:
+    """The cell's folder: the first finished copy among ``roots``, else the first one found."""
+    found = [cellplan.cell_dir(root, arm, seed) for root in roots]
+    found = [folder for folder in found if folder.is_dir()]
+    for folder in found:
+        if runs.has_test_results(folder):
+            return folder
+    return found[0] if found else None
+
+
+def collect(study: Study, out: str | Path, results: list[str | Path] = ()):
+    """One row per cell (see ``cells.csv`` in the module docstring) and each cell's learning
+    curve: (cells DataFrame, {(arm, seed): Series by epoch}). Cells are looked for in ``out``
+    and then in each of ``results``."""
     import pandas as pd
 
-    out = Path(out)
+    roots = [root for folder in [out, *results] for root in cell_roots(folder)]
     rows, curves = [], {}
     for seed in study.seeds:
         for arm in study.arms:
-            folder = runs.run_dir(out, arm, f"seed_{seed}")
+            folder = _pick(roots, arm, seed)
             row = {"arm": arm, "seed": seed}
-            if not folder.is_dir():
+            if folder is None:
                 row.update({"status": "missing", "epochs": 0, **dict.fromkeys(study.quantities)})
-            else:
-                metrics = runs.read_metrics(folder)
-                finished = runs.has_test_results(folder, metrics)
-                state = runs.run_state(folder, metrics)
-                row["status"] = runs.FINISHED if finished else state
-                row["epochs"] = runs.epochs_done(metrics)
-                row.update(cell_values(study, metrics))  # shown for every cell, counted if finished
-                seconds = (runs.read_status(folder).get("fit") or {}).get("seconds")
-                row["fit seconds"] = seconds
-                curve = runs.epoch_values(metrics, curve_metric(study))
-                if len(curve):
-                    curves[(arm, seed)] = curve * study.scale
+                rows.append(row)
+                continue
+            metrics = runs.read_metrics(folder)
+            finished = runs.has_test_results(folder, metrics)
+            row["status"] = runs.FINISHED if finished else runs.run_state(folder, metrics)
+            row["epochs"] = runs.epochs_done(metrics)
+            row.update(cell_values(study, metrics))  # shown for every cell, counted if finished
+            fit = runs.read_status(folder).get("fit") or {}
+            recorded = cell_identity.read(folder)
+            row["arguments"] = recorded.differences_from_study() if recorded else None
+            curve = runs.epoch_values(metrics, curve_metric(study))
+            at_chance = chance_epochs(curve, fit.get("classes")) if "acc" in curve.name else None
+            row["chance epochs"] = at_chance
+            flags = []
+            if at_chance is not None and at_chance == len(curve):
+                flags.append(NEVER_LEFT_CHANCE)
+            if runs.diverged(folder):
+                flags.append(DIVERGED)
+            short = _shortened(recorded.recipe if recorded else {}, folder, row["epochs"])
+            if short:
+                flags.append(f"{SHORT}: {short}")
+            row["flags"] = "; ".join(flags)
+            row["fit seconds"] = fit.get("seconds")
+            row["commit"] = fit.get("commit")
+            row["hardware"] = fit.get("hardware")
+            if len(curve):
+                curves[(arm, seed)] = curve * study.scale
             row["folder"] = str(folder)
             rows.append(row)
     cells = pd.DataFrame(rows)
-    if "fit seconds" not in cells:
-        cells["fit seconds"] = None
-    columns = ["arm", "seed", "status", "epochs", *study.quantities, "fit seconds", "folder"]
+    extra = ["arguments", "chance epochs", "flags", "fit seconds", "commit", "hardware", "folder"]
+    for column in extra:
+        if column not in cells:
+            cells[column] = None
+    columns = ["arm", "seed", "status", "epochs", *study.quantities, *extra]
     return cells[columns], curves
+
+
+def _short(flags) -> bool:
+    return isinstance(flags, str) and SHORT + ":" in flags
 
 
 def summarise(study: Study, cells):
@@ -116,11 +178,18 @@ def summarise(study: Study, cells):
                 diff = paired_difference(per_seed, base)
                 row.update({"paired n": diff["n"], "diff": diff["mean"],
                             "diff ci_low": diff["ci_low"], "diff ci_high": diff["ci_high"]})  # fmt: skip
+            mine = finished[finished["arm"] == arm]
+            row["seeds"] = ", ".join(
+                f"{int(r.seed)}: {float(r[quantity]):.2f}" + ("*" if r["flags"] else "")
+                for _, r in mine.iterrows()
+                if r[quantity] is not None and not _isnan(r[quantity])
+            )
             published = study.arms[arm].published
             row["published"] = published
-            row["diff published"] = (
-                stats["mean"] - published if published is not None and stats["n"] else None
-            )
+            short = int(sum(_short(f) for f in mine["flags"]))
+            row["short cells"] = short
+            comparable = published is not None and stats["n"] and not short
+            row["diff published"] = stats["mean"] - published if comparable else None
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -168,6 +237,7 @@ def markdown(study: Study, cells, summary) -> str:
                 ],
                 "min": part["min"],
                 "max": part["max"],
+                "per seed (* flagged)": part["seeds"],
                 f"Δ vs {study.baseline}": [_signed(v) for v in part["diff"]],
                 "95% CI of Δ": [
                     _interval(a, b)
@@ -181,13 +251,47 @@ def markdown(study: Study, cells, summary) -> str:
         formats = {c: "{:.2f}" for c in ("mean", "std", "min", "max", "published")}
         formats.update({"n": "{:d}", "paired seeds": "{:.0f}"})
         lines += [f"## {quantity}", "", to_markdown(table, formats), ""]
+    lines += _notes(study, cells, summary)
     shown = cells.drop(columns=["folder"]).copy()
+    for column in ("commit", "hardware"):  # one line above the table when all cells agree
+        values = shown[column].dropna().unique()
+        if len(values) <= 1:
+            shown = shown.drop(columns=[column])
+            lines += [f"{column.capitalize()}: {values[0] if len(values) else 'not recorded'}.", ""]
     shown["fit seconds"] = [runs.duration_text(s) for s in shown["fit seconds"]]
     shown = shown.rename(columns={"fit seconds": "training time"})
     formats = {q: "{:.2f}" for q in study.quantities}
-    formats["seed"] = "{}"
+    formats.update({"seed": "{}", "chance epochs": "{:.0f}"})
     lines += ["## Cells", "", to_markdown(shown, formats), ""]
     return "\n".join(lines)
+
+
+def _notes(study: Study, cells, summary) -> list[str]:
+    """Plain sentences on what the tables cannot show: flagged cells, cells shorter than the
+    recipe (kept away from the published numbers), cells run with extra arguments."""
+    lines = []
+    flagged = cells[cells["flags"].fillna("") != ""]
+    for _, row in flagged.iterrows():
+        label = cellplan.cell_label(row["arm"], row["seed"])
+        at_chance = row["chance epochs"]
+        chance = (
+            f", {int(at_chance)} of {row['epochs']} epochs at chance level"
+            if at_chance is not None and not _isnan(at_chance)
+            else ""
+        )
+        lines.append(f"- `{label}` ({row['status']}): {row['flags']}{chance}.")
+    part = summary[summary["quantity"] == study.quantities[0]]
+    for _, row in part[part["short cells"] > 0].iterrows():
+        if row["published"] is not None and not _isnan(row["published"]):
+            lines.append(
+                f"- `{row['arm']}` is not set against its published {row['published']:.2f}: "
+                f"{int(row['short cells'])} of its finished cells trained less than the recipe."
+            )
+    changed = cells[cells["arguments"].fillna("").astype(str) != ""]
+    for _, row in changed.iterrows():
+        label = cellplan.cell_label(row["arm"], row["seed"])
+        lines.append(f"- `{label}` ran with arguments beyond the study file: `{row['arguments']}`.")
+    return (["## Notes", "", *lines, ""]) if lines else []
 
 
 def figure(study: Study, cells, summary, curves):
@@ -203,9 +307,14 @@ def figure(study: Study, cells, summary, curves):
     finished = cells[cells["status"] == runs.FINISHED]
     for x, (arm, colour) in enumerate(zip(arms, colours, strict=True)):
         mine = finished[finished["arm"] == arm]
-        values = [float(v) for v in mine[quantity] if v is not None and not _isnan(v)]
+        mine = mine.loc[[v is not None and not _isnan(v) for v in mine[quantity]]]
+        values = [float(v) for v in mine[quantity]]
         offsets = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
         left.scatter(offsets, values, color=colour, alpha=0.6, s=18, zorder=3)
+        for offset, value, (_, row) in zip(offsets, values, mine.iterrows(), strict=True):
+            if row["flags"]:
+                left.annotate(f"seed {row['seed']}: {row['flags']}", (offset, value), fontsize=6,
+                              xytext=(4, -2), textcoords="offset points", color=colour)  # fmt: skip
         row = part.loc[arm]
         if row["n"]:
             low, high = row["ci_low"], row["ci_high"]
@@ -215,6 +324,8 @@ def figure(study: Study, cells, summary, curves):
             )
         if row["published"] is not None and not _isnan(row["published"]):
             left.scatter([x + 0.25], [row["published"]], marker="x", color="red", s=50, zorder=5)
+    if finished.empty:
+        left.text(0.5, 0.5, "no finished cells yet", transform=left.transAxes, ha="center")
     left.set_xticks(range(len(arms)), arms)
     left.set_xlim(-0.6, len(arms) - 0.3)
     left.set_ylabel(quantity + (" (%)" if study.units == "percent" else ""))
@@ -246,10 +357,11 @@ def _replace(path: Path, write) -> Path:
     return path
 
 
-def write_report(study: Study, out: str | Path) -> dict[str, Path]:
-    """Collect the cells under ``out``, write cells.csv, results.csv, results.md and results.png."""
+def write_report(study: Study, out: str | Path, results: list[str | Path] = ()) -> dict[str, Path]:
+    """Collect the cells under ``out`` (and ``results``), write cells.csv, results.csv,
+    results.md and results.png into ``out``."""
     out = Path(out)
-    cells, curves = collect(study, out)
+    cells, curves = collect(study, out, results)
     summary = summarise(study, cells)
     text = markdown(study, cells, summary)
     fig = figure(study, cells, summary, curves)

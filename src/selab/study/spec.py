@@ -66,11 +66,24 @@ class Study:
     description: str = ""
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: Path | None = None  # the file it was read from (a study folder's copy included)
 
     @property
     def scale(self) -> float:
         """Factor from logged values to the table's units."""
         return 100.0 if self.units == "percent" else 1.0
+
+    def configured(self, arm: str, key: str) -> Any:
+        """The value a dotted ``key`` (e.g. ``trainer.max_epochs``) gets from the arm's config
+        files and overrides, the last one setting it winning as in LightningCLI; None if unset."""
+        value = None
+        for path in [*self.base, *self.arms[arm].configs]:
+            node: Any = read_yaml(path) if Path(path).is_file() else None
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            value = node if node is not None else value
+        overrides = {**self.overrides, **self.arms[arm].overrides}
+        return overrides.get(key, value)
 
     @property
     def quantities(self) -> list[str]:
@@ -84,7 +97,7 @@ class Study:
 
 
 # The keys a study file may have: the Study fields a user writes, plus `published`.
-_KEYS = {f.name for f in dataclasses.fields(Study)} - {"path", "raw"} | {"published"}
+_KEYS = {f.name for f in dataclasses.fields(Study)} - {"path", "raw", "source"} | {"published"}
 
 
 def _fail(where: str, message: str) -> StudyError:
@@ -257,4 +270,6 @@ def read_yaml(path: str | Path) -> Any:
 def load_study(path: str | Path, check_files: bool = True) -> Study:
     """Read and check a study file; config paths are resolved relative to it."""
     path = Path(path).expanduser()
-    return parse_study(read_yaml(path), path.resolve(), check_files, where=str(path))
+    study = parse_study(read_yaml(path), path.resolve(), check_files, where=str(path))
+    study.source = path
+    return study
