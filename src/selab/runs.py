@@ -513,7 +513,10 @@ def hardware() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"CPU {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    threads = torch.get_num_threads()
+    return (
+        f"CPU {model}, {os.cpu_count()} cores, {threads} torch thread{'s' if threads != 1 else ''}"
+    )
 
 
 def provenance() -> dict[str, Any]:

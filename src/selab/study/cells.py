@@ -202,7 +202,7 @@ def plan(
                 if runs.has_test_results(exported):
                     difference = conflict(exported, cell.identity, DONE)
                     if difference is None:
-                        cell.action, cell.committed = COMMITTED, exported
+                        cell.action, cell.committed, cell.conflict = COMMITTED, exported, None
                     else:
                         raise StudyError(
                             f"{cell.label} in {display_path(results)} cannot be counted: "

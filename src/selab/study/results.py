@@ -58,7 +58,7 @@ def cell_values(study: Study, metrics) -> dict[str, float | None]:
         values[study.metric] = final
     for name in study.other_metrics:
         values.setdefault(name, runs.final_value(metrics, name))
-    return {k: None if v is None else v * study.scale for k, v in values.items()}
+    return {k: None if v is None else v * study.scale_of(k) for k, v in values.items()}
 
 
 def curve_metric(study: Study) -> str:
@@ -137,7 +137,7 @@ def collect(study: Study, out: str | Path, results: list[str | Path] = ()):
             row["commit"] = fit.get("commit")
             row["hardware"] = fit.get("hardware")
             if len(curve):
-                curves[(arm, seed)] = curve * study.scale
+                curves[(arm, seed)] = curve * study.scale_of(str(curve.name))
             row["folder"] = str(folder)
             rows.append(row)
     cells = pd.DataFrame(rows)
@@ -220,7 +220,7 @@ def markdown(study: Study, cells, summary) -> str:
     lines += [
         f"Arms: {', '.join(study.arms)}; seeds: {', '.join(map(str, study.seeds))}; "
         f"{finished} of {len(cells)} cells finished. Values in {study.units}"
-        f"{' (metric x 100)' if unit else ''}; 95% intervals are Student t intervals over seeds; "
+        f"{' (accuracies x 100, losses as logged)' if unit else ''}; 95% intervals are Student t intervals over seeds; "
         f"Δ is paired with the baseline `{study.baseline}` on the seeds both have.",
         "",
     ]

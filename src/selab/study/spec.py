@@ -14,7 +14,7 @@
     other_metrics: [test/acc_top5]   # optional: reported beside it
     baseline: plain                  # default: the first arm
     published: {plain: 60.1, skip: 66.9}
-    units: percent                   # percent: metrics x 100, as published; raw: as logged
+    units: percent                   # percent: accuracies x 100, as published; raw: as logged
     overrides: {trainer.max_epochs: 20}  # optional: every cell
     out: logs/studies/vgg_small      # default: logs/studies/<name>
 """
@@ -70,8 +70,12 @@ class Study:
 
     @property
     def scale(self) -> float:
-        """Factor from logged values to the table's units."""
+        """Factor from logged accuracies to the table's units."""
         return 100.0 if self.units == "percent" else 1.0
+
+    def scale_of(self, name: str) -> float:
+        """Factor for the metric ``name``: accuracies in the table's units, losses as logged."""
+        return self.scale if "acc" in name else 1.0
 
     def configured(self, arm: str, key: str) -> Any:
         """The value a dotted ``key`` (e.g. ``trainer.max_epochs``) gets from the arm's config
