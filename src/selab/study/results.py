@@ -270,7 +270,7 @@ def _notes(study: Study, cells, summary) -> list[str]:
     """Plain sentences on what the tables cannot show: flagged cells, cells shorter than the
     recipe (kept away from the published numbers), cells run with extra arguments."""
     lines = []
-    flagged = cells[cells["flags"].fillna("") != ""]
+    flagged = cells[[isinstance(f, str) and f != "" for f in cells["flags"]]]
     for _, row in flagged.iterrows():
         label = cellplan.cell_label(row["arm"], row["seed"])
         at_chance = row["chance epochs"]
@@ -287,7 +287,7 @@ def _notes(study: Study, cells, summary) -> list[str]:
                 f"- `{row['arm']}` is not set against its published {row['published']:.2f}: "
                 f"{int(row['short cells'])} of its finished cells trained less than the recipe."
             )
-    changed = cells[cells["arguments"].fillna("").astype(str) != ""]
+    changed = cells[[isinstance(a, str) and a != "" for a in cells["arguments"]]]
     for _, row in changed.iterrows():
         label = cellplan.cell_label(row["arm"], row["seed"])
         lines.append(f"- `{label}` ran with arguments beyond the study file: `{row['arguments']}`.")
