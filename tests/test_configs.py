@@ -27,7 +27,7 @@ from fakedata import (
     write_imagefolder,
     write_stl10,
 )
-from selab.cli import run
+from selab.cli import main, run
 from selab.study.spec import load_study
 
 CONFIGS = REPO / "configs"
@@ -243,3 +243,19 @@ def test_print_config_shows_the_studys_values(configs, expected, capsys, monkeyp
         for key in dotted.split("."):
             node = node[key]
         assert node == value, dotted
+
+
+def test_fast_debug_config_writes_nothing(data_roots, in_tmp, monkeypatch):
+    """``configs/debug/fast.yaml`` promises a run that leaves no file behind."""
+    root = data_roots["cifar10"]
+    patch_cifar10_checksums(monkeypatch, root)
+    main(
+        [
+            "fit",
+            "--config", str(CONFIGS / "cifar10/resnet20.yaml"),
+            "--config", str(CONFIGS / "debug/fast.yaml"),
+            f"--data.root={root}", "--data.batch_size=2", "--data.download=false",
+            "--data.val_size=10", *QUIET,
+        ]  # fmt: skip
+    )
+    assert sorted(str(p.relative_to(in_tmp)) for p in in_tmp.rglob("*")) == []
