@@ -6,7 +6,7 @@ comma := ,
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 # A recipe and its overlays, e.g. CONFIG="configs/cifar10/resnet20.yaml configs/attention/eca.yaml"
 CONFIG ?= configs/cifar10/resnet20.yaml configs/attention/se.yaml
-# Optional extras installed with dev, e.g. EXTRAS=ray,slurm (CI does: the study launcher tests).
+# Optional extras installed with dev, e.g. EXTRAS=ray,slurm,mlflow,wandb (what CI installs).
 EXTRAS ?=
 
 .PHONY: install train test test-all lint tensorboard notebook report bench clean

@@ -155,11 +155,12 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
     """A preset sets its trainer values on top of any recipe, keeps selab's callbacks (presets
     append theirs with ``callbacks+``), and the run still trains."""
     if preset.stem in OPTIONAL_EXTRAS:  # without the extra, check the logger's arguments only
-        logger = yaml.safe_load(preset.read_text())["trainer"]["logger"]
-        module, name = logger["class_path"].rsplit(".", 1)
-        inspect.signature(getattr(importlib.import_module(module), name)).bind(
-            **logger["init_args"]
-        )
+        for logger in yaml.safe_load(preset.read_text())["trainer"]["logger"]:
+            module, name = logger["class_path"].rsplit(".", 1)
+            inspect.signature(getattr(importlib.import_module(module), name)).bind(
+                **logger["init_args"]
+            )
+        monkeypatch.setenv("WANDB_MODE", "offline")
         pytest.importorskip(
             OPTIONAL_EXTRAS[preset.stem],
             reason=f"optional extra: pip install -e '.[{preset.stem}]'",
@@ -184,11 +185,14 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
     for entry in added:
         assert any(c.endswith("." + entry["class_path"].rsplit(".", 1)[1]) for c in callbacks)
     if logger is not None:
+        loggers = logger if isinstance(logger, list) else [logger]
         logger_classes = [type(lg).__name__ for lg in cli.trainer.loggers]
-        assert logger_classes[0] == logger["class_path"].rsplit(".", 1)[1]
+        assert logger_classes[: len(loggers)] == [lg["class_path"].rsplit(".", 1)[1] for lg in loggers]
     # and it runs: one batch (fast_dev_run overrides the preset's own limits)
     cli = run(["fit", *args, "--trainer.fast_dev_run=true"])
     assert cli.trainer.global_step == 1
+    if preset.stem == "mlflow":  # the run is named after the configs, as the run folder is
+        assert cli.config.fit.trainer.logger[1].init_args.run_name == "cifar10/resnet20"
 
 
 @pytest.mark.parametrize(

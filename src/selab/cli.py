@@ -337,8 +337,12 @@ def name_experiment(config) -> None:
         return
     for logger in _logger_configs(config.trainer.get("logger")):
         init_args = logger.get("init_args")
-        if init_args is not None and init_args.get("name") in (None, "default", "lightning_logs"):
-            init_args.name = name
+        if init_args is None:
+            continue
+        # MLFlowLogger has no ``name``: its run (within the configured experiment) takes it.
+        key = "run_name" if "experiment_name" in init_args else "name"
+        if init_args.get(key) in (None, "default", "lightning_logs"):
+            init_args[key] = name
 
 
 def _logger_configs(logger) -> list:
