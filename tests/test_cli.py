@@ -150,3 +150,29 @@ def test_console_reports_missing_data_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: cifar10 was not found")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "logs").exists()  # nothing half-written
+
+
+def test_make_train_takes_an_image_folder_and_extra_options():
+    """``make train DATA=DIR ARGS=...``, the offline route the missing-data error points to."""
+    result = subprocess.run(
+        ["make", "-n", "train", "DATA=/somewhere/images", "ARGS=--trainer.max_epochs 1"],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60,
+    )  # fmt: skip
+    command = [line for line in result.stdout.splitlines() if "lightning fit" in line]
+    assert command == [
+        ".venv/bin/lightning fit --config configs/cifar10/resnet20.yaml --config "
+        "configs/attention/se.yaml --data.dataset=imagefolder --data.root=/somewhere/images "
+        "--trainer.max_epochs 1"
+    ]
+
+
+def test_missing_data_under_make_names_the_make_form(tmp_path, monkeypatch, capsys):
+    from selab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MAKELEVEL", "1")  # as make sets it for `make train`
+    with pytest.raises(SystemExit):
+        main(["fit", *SE_ARGS, f"--data.root={tmp_path}/data", "--data.download=false", *QUIET])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: cifar10 was not found") and "make train DATA=DIR" in error
+    assert sorted(tmp_path.iterdir()) == []

@@ -263,3 +263,10 @@ def test_fast_debug_config_writes_nothing(data_roots, in_tmp, monkeypatch):
         ]  # fmt: skip
     )
     assert sorted(str(p.relative_to(in_tmp)) for p in in_tmp.rglob("*")) == []
+
+
+def test_configs_cite_studies_without_paths_outside_the_repository():
+    """A clone has no ``../shared`` folder: configs and notebooks cite the study notes by name."""
+    files = [p for p in CONFIGS.rglob("*.yaml") if p not in STUDY_FILES]
+    files += sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert [str(p) for p in files if "shared/" in p.read_text()] == []

@@ -27,7 +27,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, has_file
 
 from .batched import resize_uint8
 from .cache import Decoded, load_folder
-from .errors import DataError, DatasetNotFoundError
+from .errors import DataError, DatasetNotFoundError, image_folder_hint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,8 +93,7 @@ class TorchvisionSource(Source):
             f"{self.name} was not found in {root / self.folder} (expected {', '.join(self.files)}, "
             f"extracted from {self.dataset_class.url}): {reason}. Download and extract the archive "
             f"into {root}, pass --data.root DIR for the folder that contains {self.folder}, or use "
-            "--data.dataset imagefolder --data.root DIR with DIR/train/<class>/* and "
-            "DIR/test/<class>/* images."
+            f"{image_folder_hint()} with DIR/train/<class>/* and DIR/test/<class>/* images."
         )
 
     def prepare(self, root: Path, download: bool) -> None:
