@@ -176,3 +176,37 @@ def test_missing_data_under_make_names_the_make_form(tmp_path, monkeypatch, caps
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: cifar10 was not found") and "make train DATA=DIR" in error
     assert sorted(tmp_path.iterdir()) == []
+
+
+NOISE = (
+    "args parameter is intended",  # LightningCLI, when given sys.argv twice
+    "litlogger",  # Lightning's advertisement
+    "Trainer already configured with model summary",
+    "exists and is not empty",  # the checkpoint folder, on a resume
+    "rank_zero_warn(",  # the source line of a warning
+    "UserWarning",
+)
+
+
+def test_console_output_is_free_of_noise_and_ends_with_the_run(tmp_path, imagefolder_root):
+    """A fit and its resume print what matters: no Lightning chatter, selab's warnings on one
+    line, and last the run folder with its best metric."""
+    lightning = str(Path(sys.executable).parent / "lightning")
+    base = [
+        lightning, "fit", *SE_ARGS, "--data.dataset=imagefolder", f"--data.root={imagefolder_root}",
+        "--data.num_workers=0", "--data.batch_size=10", "--data.val_size=0",
+        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", *QUIET,
+    ]  # fmt: skip
+    for extra in (["--trainer.max_epochs=1"], ["--trainer.max_epochs=2", "--ckpt_path=last"]):
+        result = subprocess.run(
+            base + extra, capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        output = result.stdout + result.stderr
+        noise = NOISE if torch.cuda.is_available() else (*NOISE, "GPU available", "TPU available")
+        assert [text for text in noise if text in output] == []
+        assert "warning: val_size is 0: validation runs on the TEST split" in result.stderr
+        run_dir = f"logs/{SE_RUN_NAME}/version_0"
+        assert result.stdout.strip().splitlines()[-1].startswith(
+            f"fit: run folder {run_dir}; best val/acc_top1 "
+        )

@@ -56,7 +56,7 @@ def outputs(notebook) -> tuple[str, int]:
     return "\n".join(" ".join(line.split()) for line in lines), images
 
 
-def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, monkeypatch):
+def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, monkeypatch, capfd):
     """`make report` (python -m selab.report) on the tiny run's last checkpoint."""
     monkeypatch.chdir(tmp_path)
     html = tmp_path / "report.html"
@@ -79,6 +79,8 @@ def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, mo
     assert re.search(r"\| 3 \| 3 \| 192 \| 0\.\d{4} \|", text)  # stage 3 gates: 3 blocks x 64
     page = html.read_text()
     assert page.count("<img") == 4 and "Most-confused pairs" in page
+    err = capfd.readouterr().err  # the kernel's own output included
+    assert "[IPKernelApp] WARNING" not in err, err
 
 
 def test_compare_runs_notebook(tiny_run, kernel_env, tmp_path):

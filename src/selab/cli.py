@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -282,6 +285,8 @@ class SelabCLI(LightningCLI):
 
     def _check_model(self) -> None:
         config = self.config[self.subcommand]
+        if isinstance(self.trainer.checkpoint_callback, ModelCheckpoint):
+            self.trainer.checkpoint_callback.resuming = bool(config.get("ckpt_path"))
         check_input_size(self.model, self.datamodule)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and Path(ckpt_path).is_file():
@@ -366,10 +371,38 @@ QUIET_WARNINGS = (
 )
 
 
+# Lightning's info lines that say nothing about this run: an advertisement, the model summary
+# selab configures itself, and (on CPU-only machines) the accelerators that are absent.
+QUIET_INFO = (r"💡 Tip:", r"Trainer already configured with model summary callbacks")
+QUIET_INFO_WITHOUT_GPU = (r"GPU available: False", r"TPU available: False")
+
+
+class _QuietInfo(logging.Filter):
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
+        self.pattern = re.compile("|".join(patterns))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
+def _format_warning(message, category, filename, lineno, line=None, _next=None) -> str:
+    """selab's own warnings as one ``warning: ...`` line, without the source line that raised it."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+        return f"warning: {message}\n"
+    return _next(message, category, filename, lineno, line)
+
+
 def quiet_warnings() -> None:
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _QuietInfo) for f in rank_zero_log.filters):
+        patterns = QUIET_INFO if torch.cuda.is_available() else QUIET_INFO + QUIET_INFO_WITHOUT_GPU
+        rank_zero_log.addFilter(_QuietInfo(patterns))
+    if not isinstance(warnings.formatwarning, functools.partial):
+        warnings.formatwarning = functools.partial(_format_warning, _next=warnings.formatwarning)
 
 
 def run(args=None, **kwargs) -> SelabCLI:
@@ -380,6 +413,8 @@ def run(args=None, **kwargs) -> SelabCLI:
         "allow_abbrev": False,
         **kwargs.pop("parser_kwargs", {}),
     }
+    if args is not None and list(args) == sys.argv[1:]:
+        args = None  # the command line itself; LightningCLI warns when given it twice
     return SelabCLI(
         Classifier,
         VisionDataModule,
@@ -389,6 +424,41 @@ def run(args=None, **kwargs) -> SelabCLI:
         args=args,
         **kwargs,
     )
+
+
+def outcome(cli: SelabCLI) -> str | None:
+    """One line on what a finished command wrote: the run folder and its best or last metric."""
+    trainer, subcommand = cli.trainer, cli.subcommand
+    if subcommand is None:
+        return None
+    if trainer.fast_dev_run:
+        return f"{subcommand}: fast_dev_run, nothing written"
+    metrics = trainer.callback_metrics
+    folder = trainer.log_dir if trainer.loggers else None
+    where = f"run folder {os.path.relpath(folder)}" if folder else "no run folder (no logger)"
+    parts = [f"{subcommand}: {where}"]
+    if subcommand == "fit":
+        checkpoint = trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.best_model_score is not None:
+            parts.append(f"best {checkpoint.monitor} {_metric(checkpoint.best_model_score)}")
+        if "val/acc_top1" in metrics:
+            parts.append(f"last val/acc_top1 {_metric(metrics['val/acc_top1'])}")
+    elif subcommand in ("test", "validate"):
+        stage = "test" if subcommand == "test" else "val"
+        parts += [
+            f"{key} {_metric(metrics[key])}"
+            for key in (f"{stage}/acc_top1", f"{stage}/loss")
+            if key in metrics
+        ]
+    elif subcommand == "predict":
+        writer = next((c for c in trainer.callbacks if isinstance(c, PredictionWriter)), None)
+        if writer is not None and writer.written is not None:
+            parts.append(f"predictions in {os.path.relpath(writer.written)}")
+    return "; ".join(parts)
+
+
+def _metric(value) -> str:
+    return f"{float(value):.4f}"
 
 
 def one_line(error: BaseException) -> str:
@@ -413,7 +483,9 @@ def main(args=None) -> None:
             from . import study
 
             sys.exit((study.main if argv[0] == "study" else runs.main)(argv[1:]))
-        run(argv)
+        line = outcome(run(argv))
+        if line:
+            print(line)
     except user_errors() as error:
         if debug:
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import tempfile
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,19 @@ def execute_notebook(
     notebook = nbformat.read(str(path), as_version=4)
     if parameters:
         inject_parameters(notebook, parameters)
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(cwd or os.getcwd())}},
-    )
-    client.execute()
+    from traitlets.config import Config
+
+    # Local sockets (IPC) rather than unencrypted TCP ports, which ipykernel warns about.
+    with tempfile.TemporaryDirectory(prefix="selab-kernel-") as sockets:
+        sockets_config = {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}
+        client = NotebookClient(
+            notebook,
+            config=Config({"KernelManager": sockets_config}),
+            timeout=timeout,
+            kernel_name=kernel_name,
+            resources={"metadata": {"path": str(cwd or os.getcwd())}},
+        )
+        client.execute()
     return notebook
 
 

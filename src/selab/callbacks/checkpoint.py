@@ -10,12 +10,17 @@ nothing under ``fast_dev_run``, whose ``on_train_end`` Lightning does not guard.
 
 from __future__ import annotations
 
+import warnings
+
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, with ``last.ckpt`` written at every checkpointing point."""
+
+    # Set by the CLI when fit resumes from a checkpoint (Trainer.ckpt_path is set only later).
+    resuming = False
 
     def _save_last_if_missed(self, trainer: Trainer) -> None:
         if not self.save_last or self._should_skip_saving_checkpoint(trainer):
@@ -37,3 +42,9 @@ class ModelCheckpoint(LightningModelCheckpoint):
         if trainer.fast_dev_run:  # "checkpointing is suppressed", but Lightning saves last here
             return
         super().on_train_end(trainer, pl_module)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        with warnings.catch_warnings():
+            if self.resuming:  # a resumed run finds its own checkpoints there
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* is not empty")
+            super().setup(trainer, pl_module, stage)
