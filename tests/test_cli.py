@@ -1,5 +1,6 @@
 """End to end through the CLI, in-process (the console script is checked once in a subprocess)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,23 @@ def test_console_output_is_free_of_noise_and_ends_with_the_run(tmp_path, imagefo
         assert result.stdout.strip().splitlines()[-1].startswith(
             f"fit: run folder {run_dir}; best val/acc_top1 "
         )
+
+
+def test_help_is_selabs_own(capsys):
+    from selab.cli import main
+
+    result = subprocess.run(
+        [sys.executable, "-m", "selab", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: selab <command>")
+    commands = re.findall(r"^  (\w+) {2,}\S", result.stdout, re.MULTILINE)
+    assert commands == ["fit", "validate", "test", "predict", "study", "runs"]
+    assert "README.md" in result.stdout
+    for subcommand in ("fit", "validate", "test", "predict"):
+        with pytest.raises(SystemExit) as exit_:
+            main([subcommand, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert "never run on your" not in text and "Useful to" not in text  # whole sentences
+        assert f"\n{subcommand} options:\n" in text

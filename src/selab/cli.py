@@ -75,6 +75,48 @@ NOT_COMPARED = (
 )
 
 
+# One line per subcommand in ``--help`` (Lightning's are the Trainer docstrings' first lines, cut
+# mid-sentence).
+SUBCOMMAND_HELP = {
+    "fit": "train a network (a recipe config plus overlays), or resume one with --ckpt_path last",
+    "validate": "evaluate a checkpoint (--ckpt_path) on the validation split",
+    "test": "evaluate a checkpoint (--ckpt_path) on the test split",
+    "predict": "class probabilities of a checkpoint (--ckpt_path) for a folder of images, to CSV",
+}
+HELP = """\
+usage: {prog} <command> [options]
+
+selab: a PyTorch Lightning lab for channel attention (Squeeze-and-Excitation and its variants)
+on image classification. fit/validate/test/predict are LightningCLI commands over
+selab.Classifier and selab.VisionDataModule, configured by YAML files and --options.
+
+commands:
+  fit        {fit}
+  validate   {validate}
+  test       {test}
+  predict    {predict}
+  study      arms x seeds as plain runs, with means, 95% intervals and paired differences
+             (study run <study.yaml>, study report <folder>)
+  runs       every run folder under logs/: status, config, seed, epochs, metric, time
+
+  {prog} <command> --help lists a command's options.
+
+start here: README.md, "Quick start"; e.g.
+  {prog} fit --config configs/cifar10/resnet20.yaml --config configs/attention/se.yaml
+  {prog} fit --config configs/cifar10/resnet20.yaml --config configs/debug/fast.yaml  # does it run?
+"""
+
+
+def prog_name() -> str:
+    """The command's name as typed: ``selab`` for ``python -m selab``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "selab"
+    return "selab" if name in ("__main__.py", "cli.py", "-c", "") else name
+
+
+def print_help(file=None) -> None:
+    print(HELP.format(prog=prog_name(), **SUBCOMMAND_HELP), end="", file=file)
+
+
 class UsageError(ValueError):
     """A command that cannot run as given; the message says what to do."""
 
@@ -82,8 +124,19 @@ class UsageError(ValueError):
 class SelabCLI(LightningCLI):
     """LightningCLI with selab's data->model links, checks, checkpointing and resume defaults."""
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        # whole sentences, not the Trainer docstrings' first lines
+        for action in parser._subcommands_action._choices_actions:
+            action.help = SUBCOMMAND_HELP.get(action.dest, action.help)
+        for name, subparser in self._subcommand_parsers.items():
+            subparser.description = SUBCOMMAND_HELP.get(name, subparser.description)
+
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        for group in parser._action_groups:  # titled by a docstring's first line, cut mid-sentence
+            if any(action.dest == "ckpt_path" for action in group._group_actions):
+                group.title, group.description = f"{subcommand} options", None
         if subcommand in EVALUATING:
             parser.add_argument(
                 "--allow_untrained",
@@ -409,6 +462,8 @@ def run(args=None, **kwargs) -> SelabCLI:
     """Run the CLI in-process (``args`` as on the command line) and return it for inspection."""
     quiet_warnings()
     parser_kwargs = {
+        "prog": prog_name(),
+        "description": HELP.split("\n\n")[1].replace("\n", " "),
         "exit_on_error": False,
         "allow_abbrev": False,
         **kwargs.pop("parser_kwargs", {}),
@@ -478,6 +533,9 @@ def main(args=None) -> None:
     """Console entry point: a user's error prints one ``error:`` line and exits with status 2."""
     argv = sys.argv[1:] if args is None else list(args)
     debug = os.environ.get("SELAB_DEBUG", "") not in ("", "0")
+    if not argv or argv[0] in ("-h", "--help"):
+        print_help(file=None if argv else sys.stderr)
+        sys.exit(0 if argv else 2)
     try:
         if argv and argv[0] in ("study", "runs"):  # selab's own commands, not LightningCLI's
             from . import study
