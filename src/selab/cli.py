@@ -63,7 +63,7 @@ TRAINER_DEFAULTS = {
 }
 EVALUATING = ("test", "validate", "predict")
 # Presets that change how a run is done or logged, not what is trained: not part of its name.
-PRESET_FOLDERS = ("debug", "logger", "presets")
+PRESET_FOLDERS = runs.PRESET_FOLDERS
 # Hyper-parameters a checkpoint may legitimately differ in from the command's config.
 NOT_COMPARED = (
     "compile",
