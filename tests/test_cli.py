@@ -231,3 +231,11 @@ def test_help_is_selabs_own(capsys):
         text = capsys.readouterr().out
         assert "never run on your" not in text and "Useful to" not in text  # whole sentences
         assert f"\n{subcommand} options:\n" in text
+
+
+def test_fit_without_checkpointing(in_tmp, imagefolder_root):
+    """``--trainer.enable_checkpointing false`` drops selab's checkpoint callback (Lightning
+    refuses one in the callbacks then) and trains without writing checkpoints."""
+    cli = run(fit_args(imagefolder_root, "--trainer.enable_checkpointing=false"))
+    assert cli.trainer.global_step == 2 and cli.trainer.checkpoint_callback is None
+    assert list(in_tmp.rglob("*.ckpt")) == []

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import runs
@@ -178,8 +179,24 @@ class SelabCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(runs.RunStatus, "run_status")
 
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        if config.get("enable_checkpointing") is False:  # Lightning refuses a ModelCheckpoint then
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        trainer = super()._instantiate_trainer(config, callbacks)
+        _trainers.append(trainer)
+        return trainer
+
     # -- after parsing: names, run folders, checkpoints ------------------------------------------
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        for arg in args if isinstance(args, list) else sys.argv[1:]:
+            option = str(arg).split("=", 1)[0]
+            if option in ("--optimizer", "--lr_scheduler"):  # LightningCLI's, not selab's
+                key = option[2:]
+                example = "torch.optim.Adam" if key == "optimizer" else "CLASS"
+                raise UsageError(
+                    f"{option} is not an option: the optimizer and its schedule are the model's, "
+                    f"pass --model.{key} {example} (and --model.{key}.init_args.NAME VALUE)"
+                )
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand:
@@ -516,6 +533,17 @@ def _metric(value) -> str:
     return f"{float(value):.4f}"
 
 
+_trainers: list = []  # the command's Trainer, once made: did it take a training step?
+
+
+def discard_untrained_run() -> None:
+    """After a failure before the first training step, remove the run folder the command claimed
+    (with its config, events and status): nothing in it is worth keeping."""
+    if _trainers and _trainers[-1].global_step > 0:
+        return
+    runs.discard_claimed()
+
+
 def one_line(error: BaseException) -> str:
     """The error's message on one line, without jsonargparse's indentation."""
     text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
@@ -526,7 +554,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .study import StudyError
 
     # DataError, CheckpointError, UsageError and StudyError are ValueErrors; named for the reader.
-    return (argparse.ArgumentError, DataError, CheckpointError, UsageError, StudyError, OSError, ValueError, TypeError)  # fmt: skip
+    # Lightning's MisconfigurationException: a Trainer option that cannot work with this data.
+    return (argparse.ArgumentError, DataError, CheckpointError, UsageError, StudyError, OSError, ValueError, TypeError, MisconfigurationException)  # fmt: skip
 
 
 def main(args=None) -> None:
@@ -545,11 +574,16 @@ def main(args=None) -> None:
         if line:
             print(line)
     except user_errors() as error:
+        discard_untrained_run()
         if debug:
             raise
         print(f"error: {one_line(error)} (SELAB_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
+    except BaseException:
+        discard_untrained_run()
+        raise
     finally:
+        _trainers.clear()
         runs.release_unused()
 
 

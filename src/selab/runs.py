@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -151,6 +152,17 @@ def release_unused() -> None:
             folder.rmdir()  # only succeeds when nothing was written
         except OSError:
             pass
+
+
+def discard_claimed() -> None:
+    """Remove the ``version_N`` folders :func:`claim_version` created, with what was written into
+    them, unless they hold a checkpoint; for a command that failed before training."""
+    for folder in list(_claimed):
+        if version_number(folder) is None or not folder.is_dir():
+            continue
+        if not any(folder.glob(f"{CHECKPOINTS}/*.ckpt")):
+            shutil.rmtree(folder, ignore_errors=True)
+    release_unused()
 
 
 def find_last_checkpoint(save_dir: str | Path, name: str | None) -> tuple[Path, int] | None:
