@@ -239,3 +239,19 @@ def test_fit_without_checkpointing(in_tmp, imagefolder_root):
     cli = run(fit_args(imagefolder_root, "--trainer.enable_checkpointing=false"))
     assert cli.trainer.global_step == 2 and cli.trainer.checkpoint_callback is None
     assert list(in_tmp.rglob("*.ckpt")) == []
+
+
+def test_test_of_a_run_checkpoint_uses_the_runs_data(in_tmp, imagefolder_root, no_network, capsys):
+    """``lightning test --config <recipe> --ckpt_path <run>/checkpoints/last.ckpt`` tests on the
+    data the run trained on (an image folder here), not the recipe's CIFAR-10 download."""
+    fit = run(fit_args(imagefolder_root))
+    last = Path(fit.trainer.log_dir) / "checkpoints/last.ckpt"
+    capsys.readouterr()
+    test = run(["test", *SE_ARGS, f"--ckpt_path={last}", "--trainer.limit_test_batches=1", *QUIET])
+    assert test.datamodule.dataset == "imagefolder"
+    assert str(test.datamodule.root) == str(imagefolder_root)
+    assert test.config.test.trainer.limit_test_batches == 1  # the command line still wins
+    assert "test/acc_top1" in test.trainer.callback_metrics
+    assert Path(test.trainer.log_dir) == Path(fit.trainer.log_dir)  # logged into the run
+    err = capsys.readouterr().err
+    assert "test: settings of the checkpoint's run from " in err and "(data: imagefolder in " in err

@@ -203,6 +203,16 @@ class SelabCLI(LightningCLI):
             return
         config = self.config[subcommand]
         name_experiment(config)
+        predictions = config.get("predictions") or {}
+        if subcommand == "predict" and predictions.get("path"):
+            if Path(predictions.path).exists():
+                raise UsageError(
+                    f"{predictions.path} exists; pass --predictions.path NEW.csv (predictions "
+                    "never replace a file)"
+                )
+            # Predict logs nothing: with its CSV elsewhere it needs no run folder at all.
+            config.trainer.logger = False
+            self.save_config_callback = None
         self._keep_existing_config(config, subcommand)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "last":
@@ -393,7 +403,8 @@ def check_input_size(model: torch.nn.Module, datamodule: VisionDataModule) -> No
 def experiment_name(config_files: list) -> str | None:
     """A run name from the ``--config`` files: the first one's path below ``configs/`` (or its
     stem) and ``+<stem>`` for each overlay but presets, e.g. ``cifar10/resnet20+se``."""
-    paths = [Path(str(getattr(path, "absolute", path))) for path in config_files or []]
+    names = [str(getattr(path, "absolute", path)) for path in config_files or []]
+    paths = [Path(name) for name in names if "\n" not in name]  # not config text (a run's)
     paths = [path for path in paths if path.parent.name not in PRESET_FOLDERS]
     if not paths:
         return None
@@ -434,6 +445,8 @@ def _first_logger_args(logger):
 
 # Warnings about Lightning's and torch's own internals or about choices selab already made.
 QUIET_WARNINGS = (
+    # given the command line with a run's config added (with_run_config)
+    r"LightningCLI's args parameter is intended to run from within Python",
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*does not have many workers.*",
     r".*smaller than the logging interval.*",
@@ -475,9 +488,71 @@ def quiet_warnings() -> None:
         warnings.formatwarning = functools.partial(_format_warning, _next=warnings.formatwarning)
 
 
+def _option_value(argv: list[str], option: str) -> str | None:
+    """The last value of ``option`` (``--x V`` or ``--x=V``) in ``argv``."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def with_run_config(argv: list[str]) -> list[str]:
+    """``test``/``validate``/``predict`` of a checkpoint inside a run folder start from that run's
+    ``config.yaml``: its settings come first, its ``data`` after the command's own config files, and
+    the command's options override both. The network still comes from the command's config files
+    when it names any, so a checkpoint of another network stays an error."""
+    if not argv or argv[0] not in EVALUATING:
+        return argv
+    ckpt = _option_value(argv, "--ckpt_path")
+    if ckpt in (None, "last", "best", "hpc", "registry"):
+        return argv
+    run_dir = runs.run_of_checkpoint(ckpt)
+    if run_dir is None or not (run_dir / runs.CONFIG).is_file():
+        return argv
+    import yaml
+
+    saved = yaml.safe_load((run_dir / runs.CONFIG).read_text(encoding="utf-8")) or {}
+    for key in ("ckpt_path", "weights_only"):  # the fit command's own arguments
+        saved.pop(key, None)
+    trainer = saved.get("trainer") or {}
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(logger, dict):  # which version folder this command writes to is decided later
+            (logger.get("init_args") or {}).pop("version", None)
+    after_configs = 1
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c"):
+            after_configs = i + 2
+        elif arg.startswith("--config="):
+            after_configs = i + 1
+    if after_configs > 1:  # the network the command names; another one's checkpoint is an error
+        saved.pop("model", None)
+    data = saved.get("data") or {}
+    print(
+        f"{argv[0]}: settings of the checkpoint's run from {run_dir / runs.CONFIG} (data: "
+        f"{data.get('dataset')} in {data.get('root')}); options given here override them",
+        file=sys.stderr,
+    )
+    return [
+        argv[0],
+        "--config", yaml.safe_dump(saved, sort_keys=False),
+        *argv[1:after_configs],
+        "--data", yaml.safe_dump(data, sort_keys=False),
+        *argv[after_configs:],
+    ]  # fmt: skip
+
+
 def run(args=None, **kwargs) -> SelabCLI:
     """Run the CLI in-process (``args`` as on the command line) and return it for inspection."""
     quiet_warnings()
+    argv = list(sys.argv[1:] if args is None else args)
+    if all(isinstance(arg, str) for arg in argv):
+        rewritten = with_run_config(argv)
+        if rewritten != argv:
+            args = rewritten
     parser_kwargs = {
         "prog": prog_name(),
         "description": HELP.split("\n\n")[1].replace("\n", " "),

@@ -13,7 +13,9 @@ one row per image: ``file`` (the image's path, or its index in the dataset's tes
 
 Prediction batches (from :class:`selab.VisionDataModule`) are ``(images, names)`` for a folder
 and ``(images, targets, names)`` for the test split. The CSV is written to a temporary file and
-renamed when prediction ends, so a failed run leaves an earlier CSV as it was.
+renamed when prediction ends, so a failed run leaves an earlier CSV as it was; a second prediction
+into the same run folder is ``predictions-2.csv``, and an existing ``--predictions.path`` is an
+error.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class PredictionWriter(BasePredictionWriter):
         path = Path(self.path) if self.path else Path(trainer.log_dir or ".") / "predictions.csv"
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        # An earlier prediction in the run folder stays: this one gets the next free name.
+        stem, number = path.stem, 1
+        while not self.path and path.exists():
+            number += 1
+            path = path.with_name(f"{stem}-{number}{path.suffix}")
         return path
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
