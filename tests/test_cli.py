@@ -255,3 +255,19 @@ def test_test_of_a_run_checkpoint_uses_the_runs_data(in_tmp, imagefolder_root, n
     assert Path(test.trainer.log_dir) == Path(fit.trainer.log_dir)  # logged into the run
     err = capsys.readouterr().err
     assert "test: settings of the checkpoint's run from " in err and "(data: imagefolder in " in err
+
+
+def test_a_run_shorter_than_the_logging_interval_logs_its_steps(in_tmp, imagefolder_root):
+    """3 batches per epoch, Lightning's default interval of 50 steps: the interval becomes the
+    epoch, so train/loss and throughput are logged at step 3 and 6 (and compare_runs plots them)."""
+    import pandas as pd
+
+    args = [a for a in fit_args(imagefolder_root) if not a.startswith("--trainer.log_every")]
+    args = [a.replace("limit_train_batches=2", "limit_train_batches=3") for a in args]
+    cli = run([*args, "--trainer.max_epochs=2"])
+    assert cli.trainer.log_every_n_steps == 3
+    metrics = pd.read_csv(Path(cli.trainer.log_dir) / "metrics.csv")
+    logged = metrics.dropna(subset=["train/loss"])["step"].tolist()
+    assert logged == [2, 5]  # Lightning's steps count from 0: the 3rd and the 6th
+    assert metrics["throughput/train_images_per_s"].notna().sum() >= 1
+    assert {"train/loss", "throughput/train_images_per_s"} <= scalar_tags(Path(cli.trainer.log_dir))

@@ -42,6 +42,7 @@ from .callbacks import (
     Throughput,
 )
 from .callbacks.checkpoint import ModelCheckpoint
+from .callbacks.log_interval import EpochLogInterval
 from .callbacks.summary_table import ModelSummary
 from .checkpoints import (
     CheckpointError,
@@ -365,6 +366,8 @@ class SelabCLI(LightningCLI):
 
     def _check_model(self) -> None:
         config = self.config[self.subcommand]
+        if self.subcommand == "fit" and config.trainer.get("log_every_n_steps") is None:
+            self.trainer.callbacks.append(EpochLogInterval())
         if isinstance(self.trainer.checkpoint_callback, ModelCheckpoint):
             self.trainer.checkpoint_callback.resuming = bool(config.get("ckpt_path"))
         check_input_size(self.model, self.datamodule)
