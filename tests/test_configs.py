@@ -218,6 +218,8 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
             {
                 "trainer.max_epochs": 100,
                 "model.backbone.init_args.stem": "seed",
+                "model.backbone.init_args.num_classes": 10,  # STL10's, not the builder's 1000
+                "trainer.logger.init_args.name": "studies/mobilenetv1_stl10/recipe",
                 "model.loss_reduction": "sum",
                 "model.optimizer.class_path": "torch.optim.Adam",
                 "model.optimizer.init_args.lr": 0.01,

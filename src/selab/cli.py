@@ -16,6 +16,7 @@ the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import logging
@@ -198,12 +199,24 @@ class SelabCLI(LightningCLI):
                     f"{option} is not an option: the optimizer and its schedule are the model's, "
                     f"pass --model.{key} {example} (and --model.{key}.init_args.NAME VALUE)"
                 )
+        argv = list(args if isinstance(args, list) else sys.argv[1:])
+        # Plain --print_config is printed here, after the values the data decides (class count,
+        # image size) and the run's name are filled in, as the run will use them.
+        print_config = "--print_config" in argv
+        if print_config:
+            args = [arg for arg in argv if arg != "--print_config"]
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         config = self.config[subcommand]
         name_experiment(config)
+        if print_config:
+            with contextlib.suppress(DataError):  # data not there yet: the configured values
+                self._data_into_backbone(config)
+            subparser = self._subcommand_parsers[subcommand]
+            sys.stdout.write(subparser.dump(config, skip_none=False, skip_validation=True))
+            sys.exit(0)
         predictions = config.get("predictions") or {}
         if subcommand == "predict" and predictions.get("path"):
             if Path(predictions.path).exists():
@@ -338,6 +351,14 @@ class SelabCLI(LightningCLI):
         for logger in _logger_configs(config.trainer.get("logger")):
             if str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
                 logger.init_args.default_hp_metric = False
+        self._data_into_backbone(config)
+        # Every TensorBoard run also gets an appending CSV log, in the same version folder,
+        # claimed now so that runs started together never share one.
+        config.trainer.logger = runs.with_csv_twin(config.trainer.get("logger"))
+        runs.pin_logger_versions(_logger_configs(config.trainer.get("logger")))
+
+    @staticmethod
+    def _data_into_backbone(config) -> None:
         data = VisionDataModule(**config.data.as_dict())
         init_args = getattr(config.model.backbone, "init_args", None)
         if init_args is not None and "num_classes" in init_args:
@@ -350,10 +371,6 @@ class SelabCLI(LightningCLI):
                     f"{height}x{width}: set --data.image_size N"
                 )
             init_args.image_size = height
-        # Every TensorBoard run also gets an appending CSV log, in the same version folder,
-        # claimed now so that runs started together never share one.
-        config.trainer.logger = runs.with_csv_twin(config.trainer.get("logger"))
-        runs.pin_logger_versions(_logger_configs(config.trainer.get("logger")))
 
     # -- before running: the checkpoint and the input fit the network ----------------------------
     def _read_checkpoint(self, path: str | Path) -> dict:
