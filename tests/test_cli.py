@@ -271,3 +271,21 @@ def test_a_run_shorter_than_the_logging_interval_logs_its_steps(in_tmp, imagefol
     assert logged == [2, 5]  # Lightning's steps count from 0: the 3rd and the 6th
     assert metrics["throughput/train_images_per_s"].notna().sum() >= 1
     assert {"train/loss", "throughput/train_images_per_s"} <= scalar_tags(Path(cli.trainer.log_dir))
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "csv"])
+def test_progress_bar_shows_no_version_number(in_tmp, imagefolder_root, logger):
+    args = [a for a in fit_args(imagefolder_root) if a != "--trainer.enable_progress_bar=false"]
+    cli = run([*args, "--config", str(Path(__file__).parents[1] / f"configs/logger/{logger}.yaml")])
+    bar = cli.trainer.progress_bar_callback
+    assert bar is not None
+    metrics = bar.get_metrics(cli.trainer, cli.model)
+    assert "v_num" not in metrics and "val/acc_top1" in metrics
+
+
+def test_package_metadata_installs_without_deprecations():
+    """setuptools >= 77 prints a deprecation box for a ``project.license`` table."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -44,6 +44,7 @@ from .callbacks import (
 )
 from .callbacks.checkpoint import ModelCheckpoint
 from .callbacks.log_interval import EpochLogInterval
+from .callbacks.progress import RichProgressBar
 from .callbacks.summary_table import ModelSummary
 from .checkpoints import (
     CheckpointError,
@@ -184,6 +185,11 @@ class SelabCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if config.get("enable_checkpointing") is False:  # Lightning refuses a ModelCheckpoint then
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        bars = [c for c in [*configured, *callbacks] if isinstance(c, ProgressBar)]
+        if config.get("enable_progress_bar") is not False and not bars:
+            callbacks = [*callbacks, RichProgressBar()]  # Lightning's default, without v_num
         trainer = super()._instantiate_trainer(config, callbacks)
         _trainers.append(trainer)
         return trainer
