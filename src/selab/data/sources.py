@@ -13,6 +13,7 @@ per-image loader) or as one uint8 tensor (the memory loader).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -98,9 +99,13 @@ class TorchvisionSource(Source):
 
     def prepare(self, root: Path, download: bool) -> None:
         if download:
+            created = [p for p in (root, *root.parents) if not p.exists()]
             try:
                 self.dataset_class(root, download=True, **self.splits["train"])
             except Exception as error:  # urllib/socket/HTTP errors when offline
+                for folder in created:  # the folders the failed attempt made, if left empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
                 raise self.not_found(
                     root, f"download failed ({type(error).__name__}: {error})"
                 ) from error
