@@ -608,8 +608,7 @@ def outcome(cli: SelabCLI) -> str | None:
         return f"{subcommand}: fast_dev_run, nothing written"
     metrics = trainer.callback_metrics
     folder = trainer.log_dir if trainer.loggers else None
-    where = f"run folder {os.path.relpath(folder)}" if folder else "no run folder (no logger)"
-    parts = [f"{subcommand}: {where}"]
+    parts = [f"{subcommand}: run folder {os.path.relpath(folder)}" if folder else subcommand + ":"]
     if subcommand == "fit":
         checkpoint = trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.best_model_score is not None:
@@ -627,7 +626,7 @@ def outcome(cli: SelabCLI) -> str | None:
         writer = next((c for c in trainer.callbacks if isinstance(c, PredictionWriter)), None)
         if writer is not None and writer.written is not None:
             parts.append(f"predictions in {os.path.relpath(writer.written)}")
-    return "; ".join(parts)
+    return parts[0] + " " + "; ".join(parts[1:]) if parts[0].endswith(":") else "; ".join(parts)
 
 
 def _metric(value) -> str:

@@ -102,8 +102,7 @@ class PredictionWriter(BasePredictionWriter):
         if self._file is not None:
             self._file.close()
             self._file = None
-            os.replace(self._partial, self.written)
-            print(f"predictions written to {self.written}")
+            os.replace(self._partial, self.written)  # the command's last line names the file
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._file is not None:
