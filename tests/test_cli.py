@@ -208,8 +208,10 @@ def test_console_output_is_free_of_noise_and_ends_with_the_run(tmp_path, imagefo
         assert [text for text in noise if text in output] == []
         assert "warning: val_size is 0: validation runs on the TEST split" in result.stderr
         run_dir = f"logs/{SE_RUN_NAME}/version_0"
-        assert result.stdout.strip().splitlines()[-1].startswith(
-            f"fit: run folder {run_dir}; best val/acc_top1 "
+        assert (
+            result.stdout.strip()
+            .splitlines()[-1]
+            .startswith(f"fit: run folder {run_dir}; best val/acc_top1 ")
         )
 
 

@@ -187,7 +187,9 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
     if logger is not None:
         loggers = logger if isinstance(logger, list) else [logger]
         logger_classes = [type(lg).__name__ for lg in cli.trainer.loggers]
-        assert logger_classes[: len(loggers)] == [lg["class_path"].rsplit(".", 1)[1] for lg in loggers]
+        assert logger_classes[: len(loggers)] == [
+            lg["class_path"].rsplit(".", 1)[1] for lg in loggers
+        ]
     # and it runs: one batch (fast_dev_run overrides the preset's own limits)
     cli = run(["fit", *args, "--trainer.fast_dev_run=true"])
     assert cli.trainer.global_step == 1
@@ -258,10 +260,15 @@ def test_fast_debug_config_writes_nothing(data_roots, in_tmp, monkeypatch):
     main(
         [
             "fit",
-            "--config", str(CONFIGS / "cifar10/resnet20.yaml"),
-            "--config", str(CONFIGS / "debug/fast.yaml"),
-            f"--data.root={root}", "--data.batch_size=2", "--data.download=false",
-            "--data.val_size=10", *QUIET,
+            "--config",
+            str(CONFIGS / "cifar10/resnet20.yaml"),
+            "--config",
+            str(CONFIGS / "debug/fast.yaml"),
+            f"--data.root={root}",
+            "--data.batch_size=2",
+            "--data.download=false",
+            "--data.val_size=10",
+            *QUIET,
         ]  # fmt: skip
     )
     assert sorted(str(p.relative_to(in_tmp)) for p in in_tmp.rglob("*")) == []

@@ -107,7 +107,14 @@ def test_predict_never_replaces_a_file(tiny_run, tmp_path, monkeypatch, capsys):
     out.write_text("earlier results\n")
     before = files_of(tiny_run.log_dir)
     with pytest.raises(SystemExit) as exit_:
-        main(["predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}", f"--predictions.path={out}"])
+        main(
+            [
+                "predict",
+                *tiny_run.common,
+                f"--ckpt_path={tiny_run.ckpt}",
+                f"--predictions.path={out}",
+            ]
+        )
     assert exit_.value.code == 2
     assert "mine.csv exists; pass --predictions.path" in capsys.readouterr().err
     assert out.read_text() == "earlier results\n" and files_of(tiny_run.log_dir) == before
@@ -132,5 +139,6 @@ def test_predict_elsewhere_adds_nothing_to_the_run_folder(tiny_run, tmp_path, mo
     assert len(read_csv(out)) == 20
     assert files_of(tiny_run.base) == before
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
-        "out", "out/predictions.csv"
+        "out",
+        "out/predictions.csv",
     ]

@@ -447,7 +447,13 @@ def test_runs_command(tmp_path, capsys):
     float32_noise = float(np.float32(0.15))  # 0.15000000596046448, as metrics.csv holds it
     write_metrics(tmp_path / "exp/version_0", [0.25, float32_noise], test=0.5)
     write_metrics(tmp_path / "exp/version_1", [0.125])
-    argv = ["fit", "--config", "configs/cifar10/resnet20.yaml", "--config", "configs/debug/limit.yaml"]
+    argv = [
+        "fit",
+        "--config",
+        "configs/cifar10/resnet20.yaml",
+        "--config",
+        "configs/debug/limit.yaml",
+    ]
     runs.update_status(tmp_path / "exp/version_1", "fit", state="finished", argv=argv)
     assert runs.main([str(tmp_path)]) == 0
     out = " ".join(capsys.readouterr().out.split())  # runs of spaces squeezed

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 

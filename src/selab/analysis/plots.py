@@ -174,7 +174,9 @@ def plot_learning_curves(
                 ax.plot(values.index, values.to_numpy(), label=run.name, marker=marker)
                 plotted = True
         if not plotted:  # e.g. train/loss of a run older than the per-epoch logging interval
-            ax.text(0.5, 0.5, f"no run logged {tag}", ha="center", va="center", transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, f"no run logged {tag}", ha="center", va="center", transform=ax.transAxes
+            )
         ax.set_title(tag)
         ax.set_xlabel("step")
     if any(ax.get_legend_handles_labels()[0] for ax in axes):
