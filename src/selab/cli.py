@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
@@ -191,7 +192,7 @@ class SelabCLI(LightningCLI):
         if config.get("enable_progress_bar") is not False and not bars:
             callbacks = [*callbacks, RichProgressBar()]  # Lightning's default, without v_num
         trainer = super()._instantiate_trainer(config, callbacks)
-        _trainers.append(trainer)
+        _trainers[:] = [weakref.ref(trainer)]
         return trainer
 
     # -- after parsing: names, run folders, checkpoints ------------------------------------------
@@ -633,13 +634,14 @@ def _metric(value) -> str:
     return f"{float(value):.4f}"
 
 
-_trainers: list = []  # the command's Trainer, once made: did it take a training step?
+_trainers: list = []  # the command's Trainer (a weak reference): did it take a training step?
 
 
 def discard_untrained_run() -> None:
     """After a failure before the first training step, remove the run folder the command claimed
     (with its config, events and status): nothing in it is worth keeping."""
-    if _trainers and _trainers[-1].global_step > 0:
+    trainer = _trainers[-1]() if _trainers else None
+    if trainer is not None and trainer.global_step > 0:
         return
     runs.discard_claimed()
 
