@@ -1,7 +1,7 @@
 """``lightning predict``: class probabilities for a folder of images, written to CSV.
 
-    lightning predict --config configs/cifar10/se_resnet20.yaml \\
-        --ckpt_path logs/cifar10/se_resnet20/version_0/checkpoints/last.ckpt \\
+    lightning predict --config configs/cifar10/resnet20.yaml --config configs/attention/se.yaml \\
+        --ckpt_path logs/cifar10/resnet20+se/version_0/checkpoints/last.ckpt \\
         --data.predict_root my_images/ [--predictions.path predictions.csv]
 
 ``--data.predict_root`` points the data module at any folder of images (searched recursively,

@@ -1,6 +1,6 @@
 """Run a notebook with parameters and render it to HTML: ``make report RUN=logs/...``.
 
-    python -m selab.report logs/cifar10/se_resnet20/version_0            # -> <run>/report.html
+    python -m selab.report logs/cifar10/resnet20+se/version_0            # -> <run>/report.html
     python -m selab.report path/to/x.ckpt -o x.html -p data_root=~/data/cifar10-jpg
 
 Parameters are injected papermill-style: a cell tagged ``injected-parameters`` is inserted after
