@@ -184,6 +184,9 @@ class SelabCLI(LightningCLI):
         parser.add_lightning_class_args(runs.RunStatus, "run_status")
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
+        if self.subcommand == "predict" and config.get("logger") is False:
+            # nothing to checkpoint, and no run folder whose checkpoint state to restore
+            config["enable_checkpointing"] = False
         if config.get("enable_checkpointing") is False:  # Lightning refuses a ModelCheckpoint then
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         configured = config.get("callbacks") or []
