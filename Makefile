@@ -6,7 +6,7 @@ comma := ,
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 # A recipe and its overlays, e.g. CONFIG="configs/cifar10/resnet20.yaml configs/attention/eca.yaml"
 CONFIG ?= configs/cifar10/resnet20.yaml configs/attention/se.yaml
-# Optional extras installed with dev, e.g. EXTRAS=ray,slurm (CI does: the study launcher tests).
+# Optional extras installed with dev, e.g. EXTRAS=ray,slurm,mlflow,wandb (what CI installs).
 EXTRAS ?=
 
 .PHONY: install train test test-all lint tensorboard notebook report bench clean
@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]"
 	touch $(STAMP)
 
+# Offline: DATA=/path/to/images trains on DIR/train/<class>/*, DIR/test/<class>/* (imagefolder);
+# ARGS="--trainer.max_epochs 1 ..." adds any other command-line options.
+DATA ?=
+ARGS ?=
+
 train: install
-	$(BIN)/lightning fit $(foreach config,$(CONFIG),--config $(config))
+	$(BIN)/lightning fit $(foreach config,$(CONFIG),--config $(config)) $(if $(DATA),--data.dataset=imagefolder --data.root=$(DATA)) $(ARGS)
 
 # The suite CI runs: slow end-to-end tests and GPU-only tests left out (make test-all runs all).
 test: install

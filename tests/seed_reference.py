@@ -1,5 +1,5 @@
 # ruff: noqa: UP008  (transcribed as the notes wrote it)
-"""The networks of the study notes (``shared/seeds/``), transcribed from their code.
+"""The networks of the study notes (study notes 000-004), transcribed from their code.
 
 Text-extraction damage in the notes (``in channels`` for ``in_channels``, ``def init`` for
 ``def __init__``, ``kernel_size=8`` for ``kernel_size=3`` in ``conv3_2`` of ``VGG_SKIP``, whose

@@ -1,5 +1,6 @@
 """End to end through the CLI, in-process (the console script is checked once in a subprocess)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,143 @@ def test_console_reports_missing_data_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: cifar10 was not found")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "logs").exists()  # nothing half-written
+
+
+def test_make_train_takes_an_image_folder_and_extra_options():
+    """``make train DATA=DIR ARGS=...``, the offline route the missing-data error points to."""
+    result = subprocess.run(
+        ["make", "-n", "train", "DATA=/somewhere/images", "ARGS=--trainer.max_epochs 1"],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60,
+    )  # fmt: skip
+    command = [line for line in result.stdout.splitlines() if "lightning fit" in line]
+    assert command == [
+        ".venv/bin/lightning fit --config configs/cifar10/resnet20.yaml --config "
+        "configs/attention/se.yaml --data.dataset=imagefolder --data.root=/somewhere/images "
+        "--trainer.max_epochs 1"
+    ]
+
+
+def test_missing_data_under_make_names_the_make_form(tmp_path, monkeypatch, capsys):
+    from selab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MAKELEVEL", "1")  # as make sets it for `make train`
+    with pytest.raises(SystemExit):
+        main(["fit", *SE_ARGS, f"--data.root={tmp_path}/data", "--data.download=false", *QUIET])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: cifar10 was not found") and "make train DATA=DIR" in error
+    assert sorted(tmp_path.iterdir()) == []
+
+
+NOISE = (
+    "args parameter is intended",  # LightningCLI, when given sys.argv twice
+    "litlogger",  # Lightning's advertisement
+    "Trainer already configured with model summary",
+    "exists and is not empty",  # the checkpoint folder, on a resume
+    "rank_zero_warn(",  # the source line of a warning
+    "UserWarning",
+)
+
+
+def test_console_output_is_free_of_noise_and_ends_with_the_run(tmp_path, imagefolder_root):
+    """A fit and its resume print what matters: no Lightning chatter, selab's warnings on one
+    line, and last the run folder with its best metric."""
+    lightning = str(Path(sys.executable).parent / "lightning")
+    base = [
+        lightning, "fit", *SE_ARGS, "--data.dataset=imagefolder", f"--data.root={imagefolder_root}",
+        "--data.num_workers=0", "--data.batch_size=10", "--data.val_size=0",
+        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", *QUIET,
+    ]  # fmt: skip
+    for extra in (["--trainer.max_epochs=1"], ["--trainer.max_epochs=2", "--ckpt_path=last"]):
+        result = subprocess.run(
+            base + extra, capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        output = result.stdout + result.stderr
+        noise = NOISE if torch.cuda.is_available() else (*NOISE, "GPU available", "TPU available")
+        assert [text for text in noise if text in output] == []
+        assert "warning: val_size is 0: validation runs on the TEST split" in result.stderr
+        run_dir = f"logs/{SE_RUN_NAME}/version_0"
+        assert (
+            result.stdout.strip()
+            .splitlines()[-1]
+            .startswith(f"fit: run folder {run_dir}; best val/acc_top1 ")
+        )
+
+
+def test_help_is_selabs_own(capsys):
+    from selab.cli import main
+
+    result = subprocess.run(
+        [sys.executable, "-m", "selab", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: selab <command>")
+    commands = re.findall(r"^  (\w+) {2,}\S", result.stdout, re.MULTILINE)
+    assert commands == ["fit", "validate", "test", "predict", "study", "runs"]
+    assert "README.md" in result.stdout
+    for subcommand in ("fit", "validate", "test", "predict"):
+        with pytest.raises(SystemExit) as exit_:
+            main([subcommand, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert "never run on your" not in text and "Useful to" not in text  # whole sentences
+        assert f"\n{subcommand} options:\n" in text
+
+
+def test_fit_without_checkpointing(in_tmp, imagefolder_root):
+    """``--trainer.enable_checkpointing false`` drops selab's checkpoint callback (Lightning
+    refuses one in the callbacks then) and trains without writing checkpoints."""
+    cli = run(fit_args(imagefolder_root, "--trainer.enable_checkpointing=false"))
+    assert cli.trainer.global_step == 2 and cli.trainer.checkpoint_callback is None
+    assert list(in_tmp.rglob("*.ckpt")) == []
+
+
+def test_test_of_a_run_checkpoint_uses_the_runs_data(in_tmp, imagefolder_root, no_network, capsys):
+    """``lightning test --config <recipe> --ckpt_path <run>/checkpoints/last.ckpt`` tests on the
+    data the run trained on (an image folder here), not the recipe's CIFAR-10 download."""
+    fit = run(fit_args(imagefolder_root))
+    last = Path(fit.trainer.log_dir) / "checkpoints/last.ckpt"
+    capsys.readouterr()
+    test = run(["test", *SE_ARGS, f"--ckpt_path={last}", "--trainer.limit_test_batches=1", *QUIET])
+    assert test.datamodule.dataset == "imagefolder"
+    assert str(test.datamodule.root) == str(imagefolder_root)
+    assert test.config.test.trainer.limit_test_batches == 1  # the command line still wins
+    assert "test/acc_top1" in test.trainer.callback_metrics
+    assert Path(test.trainer.log_dir) == Path(fit.trainer.log_dir)  # logged into the run
+    err = capsys.readouterr().err
+    assert "test: settings of the checkpoint's run from " in err and "(data: imagefolder in " in err
+
+
+def test_a_run_shorter_than_the_logging_interval_logs_its_steps(in_tmp, imagefolder_root):
+    """3 batches per epoch, Lightning's default interval of 50 steps: the interval becomes the
+    epoch, so train/loss and throughput are logged at step 3 and 6 (and compare_runs plots them)."""
+    import pandas as pd
+
+    args = [a for a in fit_args(imagefolder_root) if not a.startswith("--trainer.log_every")]
+    args = [a.replace("limit_train_batches=2", "limit_train_batches=3") for a in args]
+    cli = run([*args, "--trainer.max_epochs=2"])
+    assert cli.trainer.log_every_n_steps == 3
+    metrics = pd.read_csv(Path(cli.trainer.log_dir) / "metrics.csv")
+    logged = metrics.dropna(subset=["train/loss"])["step"].tolist()
+    assert logged == [2, 5]  # Lightning's steps count from 0: the 3rd and the 6th
+    assert metrics["throughput/train_images_per_s"].notna().sum() >= 1
+    assert {"train/loss", "throughput/train_images_per_s"} <= scalar_tags(Path(cli.trainer.log_dir))
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "csv"])
+def test_progress_bar_shows_no_version_number(in_tmp, imagefolder_root, logger):
+    args = [a for a in fit_args(imagefolder_root) if a != "--trainer.enable_progress_bar=false"]
+    cli = run([*args, "--config", str(Path(__file__).parents[1] / f"configs/logger/{logger}.yaml")])
+    bar = cli.trainer.progress_bar_callback
+    assert bar is not None
+    metrics = bar.get_metrics(cli.trainer, cli.model)
+    assert "v_num" not in metrics and "val/acc_top1" in metrics
+
+
+def test_package_metadata_installs_without_deprecations():
+    """setuptools >= 77 prints a deprecation box for a ``project.license`` table."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"

@@ -27,7 +27,7 @@ from fakedata import (
     write_imagefolder,
     write_stl10,
 )
-from selab.cli import run
+from selab.cli import main, run
 from selab.study.spec import load_study
 
 CONFIGS = REPO / "configs"
@@ -155,11 +155,12 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
     """A preset sets its trainer values on top of any recipe, keeps selab's callbacks (presets
     append theirs with ``callbacks+``), and the run still trains."""
     if preset.stem in OPTIONAL_EXTRAS:  # without the extra, check the logger's arguments only
-        logger = yaml.safe_load(preset.read_text())["trainer"]["logger"]
-        module, name = logger["class_path"].rsplit(".", 1)
-        inspect.signature(getattr(importlib.import_module(module), name)).bind(
-            **logger["init_args"]
-        )
+        for logger in yaml.safe_load(preset.read_text())["trainer"]["logger"]:
+            module, name = logger["class_path"].rsplit(".", 1)
+            inspect.signature(getattr(importlib.import_module(module), name)).bind(
+                **logger["init_args"]
+            )
+        monkeypatch.setenv("WANDB_MODE", "offline")
         pytest.importorskip(
             OPTIONAL_EXTRAS[preset.stem],
             reason=f"optional extra: pip install -e '.[{preset.stem}]'",
@@ -184,11 +185,16 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
     for entry in added:
         assert any(c.endswith("." + entry["class_path"].rsplit(".", 1)[1]) for c in callbacks)
     if logger is not None:
+        loggers = logger if isinstance(logger, list) else [logger]
         logger_classes = [type(lg).__name__ for lg in cli.trainer.loggers]
-        assert logger_classes[0] == logger["class_path"].rsplit(".", 1)[1]
+        assert logger_classes[: len(loggers)] == [
+            lg["class_path"].rsplit(".", 1)[1] for lg in loggers
+        ]
     # and it runs: one batch (fast_dev_run overrides the preset's own limits)
     cli = run(["fit", *args, "--trainer.fast_dev_run=true"])
     assert cli.trainer.global_step == 1
+    if preset.stem == "mlflow":  # the run is named after the configs, as the run folder is
+        assert cli.config.fit.trainer.logger[1].init_args.run_name == "cifar10/resnet20"
 
 
 @pytest.mark.parametrize(
@@ -214,6 +220,8 @@ def test_preset_overlays_a_recipe(preset, data_roots, in_tmp, monkeypatch):
             {
                 "trainer.max_epochs": 100,
                 "model.backbone.init_args.stem": "seed",
+                "model.backbone.init_args.num_classes": 10,  # STL10's, not the builder's 1000
+                "trainer.logger.init_args.name": "studies/mobilenetv1_stl10/recipe",
                 "model.loss_reduction": "sum",
                 "model.optimizer.class_path": "torch.optim.Adam",
                 "model.optimizer.init_args.lr": 0.01,
@@ -243,3 +251,31 @@ def test_print_config_shows_the_studys_values(configs, expected, capsys, monkeyp
         for key in dotted.split("."):
             node = node[key]
         assert node == value, dotted
+
+
+def test_fast_debug_config_writes_nothing(data_roots, in_tmp, monkeypatch):
+    """``configs/debug/fast.yaml`` promises a run that leaves no file behind."""
+    root = data_roots["cifar10"]
+    patch_cifar10_checksums(monkeypatch, root)
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "cifar10/resnet20.yaml"),
+            "--config",
+            str(CONFIGS / "debug/fast.yaml"),
+            f"--data.root={root}",
+            "--data.batch_size=2",
+            "--data.download=false",
+            "--data.val_size=10",
+            *QUIET,
+        ]  # fmt: skip
+    )
+    assert sorted(str(p.relative_to(in_tmp)) for p in in_tmp.rglob("*")) == []
+
+
+def test_configs_cite_studies_without_paths_outside_the_repository():
+    """A clone has no ``../shared`` folder: configs and notebooks cite the study notes by name."""
+    files = [p for p in CONFIGS.rglob("*.yaml") if p not in STUDY_FILES]
+    files += sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert [str(p) for p in files if "shared/" in p.read_text()] == []

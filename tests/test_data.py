@@ -254,12 +254,13 @@ def test_bad_arguments_fail_at_construction():
 def test_offline_and_missing_gives_advice_not_a_urllib_traceback(
     tmp_path, no_network, dataset, folder
 ):
-    dm = VisionDataModule(dataset, root=str(tmp_path / "nowhere"), download=True)
+    dm = VisionDataModule(dataset, root=str(tmp_path / "nowhere/data"), download=True)
     with pytest.raises(DatasetNotFoundError) as info:
         dm.prepare_data()
     message = str(info.value)
     assert folder in message and "--data.root" in message and "imagefolder" in message
     assert "download failed" in message and "URLError" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # the folders the attempt created are gone again
 
 
 def test_missing_without_download_lists_the_expected_files(tmp_path):

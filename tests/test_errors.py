@@ -128,7 +128,19 @@ BAD_INPUTS = [
     (
         "top-level-optimizer",
         lambda d, r: ["fit", *SE_ARGS, *data_args(d["good"]), "--optimizer=torch.optim.Adam"],
-        r"unrecognized arguments: --optimizer",
+        r"--optimizer is not an option: .* pass --model\.optimizer torch\.optim\.Adam",
+    ),
+    (
+        "debug-limit-on-a-small-folder",  # Lightning's check, after the run folder was claimed
+        lambda d, r: [
+            "fit",
+            *SE_ARGS,
+            "--config",
+            str(REPO / "configs/debug/limit.yaml"),
+            *data_args(d["good"]),
+            "--data.val_size=10",
+        ],  # fmt: skip
+        r"0\.05 \* 1 < 1\. Please increase the `limit_val_batches`",
     ),
     (
         "abbreviated-option",

@@ -56,7 +56,7 @@ def outputs(notebook) -> tuple[str, int]:
     return "\n".join(" ".join(line.split()) for line in lines), images
 
 
-def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, monkeypatch):
+def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, monkeypatch, capfd):
     """`make report` (python -m selab.report) on the tiny run's last checkpoint."""
     monkeypatch.chdir(tmp_path)
     html = tmp_path / "report.html"
@@ -79,6 +79,8 @@ def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, mo
     assert re.search(r"\| 3 \| 3 \| 192 \| 0\.\d{4} \|", text)  # stage 3 gates: 3 blocks x 64
     page = html.read_text()
     assert page.count("<img") == 4 and "Most-confused pairs" in page
+    err = capfd.readouterr().err  # the kernel's own output included
+    assert "[IPKernelApp] WARNING" not in err, err
 
 
 def test_compare_runs_notebook(tiny_run, kernel_env, tmp_path):
@@ -107,3 +109,18 @@ def test_report_of_a_missing_run_is_one_line(tmp_path, monkeypatch, capsys):
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and "nothing/version_0" in line
     assert not (tmp_path / "logs").exists()
+
+
+def test_analyze_checkpoint_default_is_the_run_make_train_writes():
+    """The notebook opens, unchanged, the run that ``make train`` (the README's first command)
+    writes: its default CONFIG named as selab names run folders."""
+    from selab.cli import experiment_name
+
+    makefile = (REPO / "Makefile").read_text()
+    configs = re.search(r"^CONFIG \?= (.*)$", makefile, re.MULTILINE).group(1).split()
+    notebook = nbformat.read(str(REPO / "notebooks/analyze_checkpoint.ipynb"), as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    parameters: dict = {}
+    exec(cell.source, parameters)
+    expected = f"logs/{experiment_name([REPO / c for c in configs])}/version_0"
+    assert parameters["checkpoint"] == expected == "logs/cifar10/resnet20+se/version_0"

@@ -75,7 +75,7 @@ def test_predict_a_folder_of_images_to_csv(tiny_run, tmp_path, monkeypatch):
     assert accuracy == pytest.approx(float(tiny_run.test.trainer.callback_metrics["test/acc_top1"]))
 
 
-def test_a_failed_predict_leaves_the_earlier_csv_alone(tiny_run, tmp_path, monkeypatch):
+def test_a_failed_predict_leaves_no_partial_csv(tiny_run, tmp_path, monkeypatch):
     from fakedata import write_truncated_jpeg
     from selab.data import DataError
 
@@ -83,7 +83,6 @@ def test_a_failed_predict_leaves_the_earlier_csv_alone(tiny_run, tmp_path, monke
     folder = tmp_path / "images"
     write_truncated_jpeg(folder / "broken.jpg")
     out = tmp_path / "predictions.csv"
-    out.write_text("earlier results\n")
     with pytest.raises(
         DataError, match=r"^could not decode \S*broken\.jpg .*; delete or replace it$"
     ):
@@ -91,5 +90,55 @@ def test_a_failed_predict_leaves_the_earlier_csv_alone(tiny_run, tmp_path, monke
             "predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}",
             f"--data.predict_root={folder}", f"--predictions.path={out}",
         ])  # fmt: skip
-    assert out.read_text() == "earlier results\n"
+    assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_predict_never_replaces_a_file(tiny_run, tmp_path, monkeypatch, capsys):
+    from selab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "mine.csv"
+    out.write_text("earlier results\n")
+    before = files_of(tiny_run.log_dir)
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "predict",
+                *tiny_run.common,
+                f"--ckpt_path={tiny_run.ckpt}",
+                f"--predictions.path={out}",
+            ]
+        )
+    assert exit_.value.code == 2
+    assert "mine.csv exists; pass --predictions.path" in capsys.readouterr().err
+    assert out.read_text() == "earlier results\n" and files_of(tiny_run.log_dir) == before
+    # into the run folder (the default), twice: two new files beside the earlier ones
+    for _ in range(2):
+        run(["predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}"])
+    after = files_of(tiny_run.log_dir)
+    assert {k: v for k, v in after.items() if k in before and k.startswith("predictions")} == {
+        k: v for k, v in before.items() if k.startswith("predictions")
+    }
+    new = sorted(k for k in after if k.startswith("predictions") and k not in before)
+    assert len(new) == 2 and all(read_csv(tiny_run.log_dir / k) for k in new)
+
+
+def test_predict_elsewhere_adds_nothing_to_the_run_folder(tiny_run, tmp_path, monkeypatch):
+    """Predict logs nothing: with its CSV elsewhere no config, events or status go to the run."""
+    monkeypatch.setattr(sys, "argv", ["lightning"])
+    monkeypatch.chdir(tmp_path)
+    before = files_of(tiny_run.base)
+    out = tmp_path / "out/predictions.csv"
+    run(["predict", *tiny_run.common, f"--ckpt_path={tiny_run.ckpt}", f"--predictions.path={out}"])
+    assert len(read_csv(out)) == 20
+    assert files_of(tiny_run.base) == before
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "out",
+        "out/predictions.csv",
+    ]

@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -444,14 +445,31 @@ def test_a_failed_command_is_recorded_once_and_for_the_right_attempt(tmp_path):
 
 
 def test_runs_command(tmp_path, capsys):
-    write_metrics(tmp_path / "exp/version_0", [0.25, 0.5], test=0.5)
+    float32_noise = float(np.float32(0.15))  # 0.15000000596046448, as metrics.csv holds it
+    write_metrics(tmp_path / "exp/version_0", [0.25, float32_noise], test=0.5)
+    write_metrics(tmp_path / "exp/version_1", [0.125])
+    argv = [
+        "fit",
+        "--config",
+        "configs/cifar10/resnet20.yaml",
+        "--config",
+        "configs/debug/limit.yaml",
+    ]
+    runs.update_status(tmp_path / "exp/version_1", "fit", state="finished", argv=argv)
     assert runs.main([str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "| exp/version_0 | finished |" in out.replace("  ", " ").replace("  ", " ")
+    out = " ".join(capsys.readouterr().out.split())  # runs of spaces squeezed
+    assert "| exp/version_0 | finished | - | - | 2 | 25.00% | 15.00% | 50.00% | - |" in out
+    # a debug preset is not part of the config, as it is not part of the run folder's name
+    assert "| exp/version_1 | finished | resnet20 | - | 1 | 12.50% | 12.50% | - | - |" in out
     assert runs.main([str(tmp_path), "--json"]) == 0
-    (record,) = json.loads(capsys.readouterr().out)
-    assert record["status"] == "finished" and record["best val/acc_top1"] == 0.5
-    assert record["test/acc_top1"] == 0.5 and record["epochs"] == 2
+    lines = capsys.readouterr().out.splitlines()  # JSON Lines: one object per run
+    records = [json.loads(line) for line in lines]
+    assert records[0] == {
+        "run": "exp/version_0", "status": "finished", "config": None, "seed": None,
+        "epochs": 2, "best_val_acc_top1": 0.25, "final_val_acc_top1": 0.15,
+        "test_acc_top1": 0.5, "wall_time": None,
+    }  # fmt: skip
+    assert records[1]["config"] == "resnet20" and len(records) == 2
     assert runs.main([str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 

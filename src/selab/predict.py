@@ -1,7 +1,7 @@
 """``lightning predict``: class probabilities for a folder of images, written to CSV.
 
-    lightning predict --config configs/cifar10/se_resnet20.yaml \\
-        --ckpt_path logs/cifar10/se_resnet20/version_0/checkpoints/last.ckpt \\
+    lightning predict --config configs/cifar10/resnet20.yaml --config configs/attention/se.yaml \\
+        --ckpt_path logs/cifar10/resnet20+se/version_0/checkpoints/last.ckpt \\
         --data.predict_root my_images/ [--predictions.path predictions.csv]
 
 ``--data.predict_root`` points the data module at any folder of images (searched recursively,
@@ -13,7 +13,9 @@ one row per image: ``file`` (the image's path, or its index in the dataset's tes
 
 Prediction batches (from :class:`selab.VisionDataModule`) are ``(images, names)`` for a folder
 and ``(images, targets, names)`` for the test split. The CSV is written to a temporary file and
-renamed when prediction ends, so a failed run leaves an earlier CSV as it was.
+renamed when prediction ends, so a failed run leaves an earlier CSV as it was; a second prediction
+into the same run folder is ``predictions-2.csv``, and an existing ``--predictions.path`` is an
+error.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class PredictionWriter(BasePredictionWriter):
         path = Path(self.path) if self.path else Path(trainer.log_dir or ".") / "predictions.csv"
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        # An earlier prediction in the run folder stays: this one gets the next free name.
+        stem, number = path.stem, 1
+        while not self.path and path.exists():
+            number += 1
+            path = path.with_name(f"{stem}-{number}{path.suffix}")
         return path
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -95,8 +102,7 @@ class PredictionWriter(BasePredictionWriter):
         if self._file is not None:
             self._file.close()
             self._file = None
-            os.replace(self._partial, self.written)
-            print(f"predictions written to {self.written}")
+            os.replace(self._partial, self.written)  # the command's last line names the file
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self._file is not None:

@@ -1,6 +1,6 @@
 """Run a notebook with parameters and render it to HTML: ``make report RUN=logs/...``.
 
-    python -m selab.report logs/cifar10/se_resnet20/version_0            # -> <run>/report.html
+    python -m selab.report logs/cifar10/resnet20+se/version_0            # -> <run>/report.html
     python -m selab.report path/to/x.ckpt -o x.html -p data_root=~/data/cifar10-jpg
 
 Parameters are injected papermill-style: a cell tagged ``injected-parameters`` is inserted after
@@ -13,6 +13,7 @@ import argparse
 import ast
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,19 @@ def execute_notebook(
     notebook = nbformat.read(str(path), as_version=4)
     if parameters:
         inject_parameters(notebook, parameters)
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(cwd or os.getcwd())}},
-    )
-    client.execute()
+    from traitlets.config import Config
+
+    # Local sockets (IPC) rather than unencrypted TCP ports, which ipykernel warns about.
+    with tempfile.TemporaryDirectory(prefix="selab-kernel-") as sockets:
+        sockets_config = {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}
+        client = NotebookClient(
+            notebook,
+            config=Config({"KernelManager": sockets_config}),
+            timeout=timeout,
+            kernel_name=kernel_name,
+            resources={"metadata": {"path": str(cwd or os.getcwd())}},
+        )
+        client.execute()
     return notebook
 
 

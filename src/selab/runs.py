@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -151,6 +152,17 @@ def release_unused() -> None:
             folder.rmdir()  # only succeeds when nothing was written
         except OSError:
             pass
+
+
+def discard_claimed() -> None:
+    """Remove the ``version_N`` folders :func:`claim_version` created, with what was written into
+    them, unless they hold a checkpoint; for a command that failed before training."""
+    for folder in list(_claimed):
+        if version_number(folder) is None or not folder.is_dir():
+            continue
+        if not any(folder.glob(f"{CHECKPOINTS}/*.ckpt")):
+            shutil.rmtree(folder, ignore_errors=True)
+    release_unused()
 
 
 def find_last_checkpoint(save_dir: str | Path, name: str | None) -> tuple[Path, int] | None:
@@ -642,14 +654,32 @@ class RunStatus(Callback):
 # -- runs at a glance --------------------------------------------------------------------------
 
 
+# Config folders of presets (debug, logger, ...): they change how a run is done, not what is
+# trained, and are not part of its name.
+PRESET_FOLDERS = ("debug", "logger", "presets")
+
+
 def _config_names(argv: list[str]) -> list[str]:
-    names = []
+    paths = []
     for i, arg in enumerate(argv):
         if arg == "--config" and i + 1 < len(argv):
-            names.append(Path(argv[i + 1]).stem)
+            paths.append(Path(argv[i + 1]))
         elif arg.startswith("--config="):
-            names.append(Path(arg.split("=", 1)[1]).stem)
-    return names
+            paths.append(Path(arg.split("=", 1)[1]))
+    return [path.stem for path in paths if path.parent.name not in PRESET_FOLDERS]
+
+
+def json_record(row: dict) -> dict:
+    """A :func:`describe` row for scripts: keys as identifiers (``best_val_acc_top1``), floats
+    rounded to 6 decimals (metrics are float32: 0.15, not 0.150000006), NaN as null."""
+    record = {}
+    for key, value in row.items():
+        if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
+            value = value.item()
+        if isinstance(value, float):
+            value = None if math.isnan(value) else round(value, 6)
+        record[re.sub(r"[^0-9A-Za-z]+", "_", key).strip("_")] = value
+    return record
 
 
 def duration_text(seconds: float | None) -> str | None:
@@ -724,14 +754,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     table = runs_table(args.root, args.pattern, args.metric)
-    if args.json:
-        print(table.to_json(orient="records", indent=2))
+    if args.json:  # JSON Lines
+        for row in table.to_dict(orient="records"):
+            print(json.dumps(json_record(row)))
     elif table.empty:
         print(f"no runs under {args.root}")
     else:
         from .analysis.tables import to_markdown
 
-        print(to_markdown(table))
+        # accuracies in percent, as `selab study report` shows them
+        percent = {column: "{:.2%}" for column in table.columns if "acc" in column}
+        print(to_markdown(table, percent))
     return 0
 
 

@@ -166,11 +166,17 @@ def plot_learning_curves(
     fig = _figure(4.5 * len(tags), 3.8)
     axes = fig.subplots(1, len(tags), squeeze=False)[0]
     for ax, tag in zip(axes, tags, strict=True):
+        plotted = False
         for run in runs:
             values = run.series(tag)
             if len(values):
                 marker = "." if len(values) < 20 else None
                 ax.plot(values.index, values.to_numpy(), label=run.name, marker=marker)
+                plotted = True
+        if not plotted:  # e.g. train/loss of a run older than the per-epoch logging interval
+            ax.text(
+                0.5, 0.5, f"no run logged {tag}", ha="center", va="center", transform=ax.transAxes
+            )
         ax.set_title(tag)
         ax.set_xlabel("step")
     if any(ax.get_legend_handles_labels()[0] for ax in axes):

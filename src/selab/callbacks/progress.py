@@ -1,4 +1,5 @@
-"""The training loss on the progress bar, refreshed without stalling the device."""
+"""The progress bar: the training loss on it, refreshed without stalling the device, and no
+version number among its metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar as LightningRichProgressBar
 
 
 class ProgressLoss(Callback):
@@ -62,3 +64,13 @@ class ProgressLoss(Callback):
             return
         # The bar reads this dict at its next refresh; a plain float costs it nothing to show.
         trainer.progress_bar_metrics["train/loss"] = round(self._host.item(), 4)
+
+
+class RichProgressBar(LightningRichProgressBar):
+    """Lightning's default progress bar without ``v_num``: the run folder's version number, which
+    the bar would show among the metrics (``0.000`` with the CSV logger)."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

@@ -1,6 +1,6 @@
 """Reload the best weights whenever the learning rate drops.
 
-A recipe from the STL10 study's training loop (``shared/seeds/000``, ``SEBlock_train.py``): it keeps
+A recipe from the STL10 study's training loop (study note 000, ``SEBlock_train.py``): it keeps
 a copy of the weights with the best validation loss and, after ``ReduceLROnPlateau`` lowers the
 learning rate, continues from that copy instead of from the last epoch's weights::
 

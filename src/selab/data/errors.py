@@ -3,6 +3,8 @@ what is wrong (the file, the option, the value) and what to do."""
 
 from __future__ import annotations
 
+import os
+
 
 class DataError(ValueError):
     """Bad data or data options: an undecodable file, an empty class folder, an impossible split.
@@ -21,3 +23,11 @@ class DataError(ValueError):
 
 class DatasetNotFoundError(DataError, FileNotFoundError):
     """The dataset is neither on disk nor downloadable; the message says what to do."""
+
+
+def image_folder_hint() -> str:
+    """How to train on an image folder instead, in the form the user is typing: ``make train``
+    (make sets ``MAKELEVEL`` for the commands it runs) or the command's own options."""
+    if os.environ.get("MAKELEVEL"):
+        return "make train DATA=DIR"
+    return "--data.dataset imagefolder --data.root DIR"

@@ -13,6 +13,7 @@ per-image loader) or as one uint8 tensor (the memory loader).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -27,7 +28,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, has_file
 
 from .batched import resize_uint8
 from .cache import Decoded, load_folder
-from .errors import DataError, DatasetNotFoundError
+from .errors import DataError, DatasetNotFoundError, image_folder_hint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,15 +94,18 @@ class TorchvisionSource(Source):
             f"{self.name} was not found in {root / self.folder} (expected {', '.join(self.files)}, "
             f"extracted from {self.dataset_class.url}): {reason}. Download and extract the archive "
             f"into {root}, pass --data.root DIR for the folder that contains {self.folder}, or use "
-            "--data.dataset imagefolder --data.root DIR with DIR/train/<class>/* and "
-            "DIR/test/<class>/* images."
+            f"{image_folder_hint()} with DIR/train/<class>/* and DIR/test/<class>/* images."
         )
 
     def prepare(self, root: Path, download: bool) -> None:
         if download:
+            created = [p for p in (root, *root.parents) if not p.exists()]
             try:
                 self.dataset_class(root, download=True, **self.splits["train"])
             except Exception as error:  # urllib/socket/HTTP errors when offline
+                for folder in created:  # the folders the failed attempt made, if left empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
                 raise self.not_found(
                     root, f"download failed ({type(error).__name__}: {error})"
                 ) from error

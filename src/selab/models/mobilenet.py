@@ -15,7 +15,7 @@ blocks, then 256, 512 and 1024 (stages 1-5).
 
 * ``imagenet``: the paper's stride-2 stem, 224 px in, 7 px at the end.
 * ``stl``: a stride-1 stem for native 96 px STL10 images (6 px at the end), otherwise the same.
-* ``seed``: the network the STL10 study's code builds (``shared/seeds/000``): the stem is a
+* ``seed``: the network the STL10 study's code builds (study note 000): the stem is a
   3 -> 32 convolution with a 64x64 kernel (``BasicConv2d(3, 32, 64, stride=1)``, the kernel size
   in the slot meant for the width), stride 1, no padding, with bias, then BN and ReLU6; ReLU6 in
   every block; the last block strides 2 (224 px -> 161 -> 6 px at the end). With SE

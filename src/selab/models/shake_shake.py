@@ -15,7 +15,7 @@ by one pixel (so it samples the pixels the first skips), concatenated and batch-
 where keep reuses the forward ``alpha``) and ``shake_level`` (``image`` | ``batch``) are the
 paper's variants; the defaults are its best CIFAR-10 model, Shake-Shake-Image.
 
-``variant: seed`` builds the network of the Shake-Shake study's code (``shared/seeds/004``,
+``variant: seed`` builds the network of the Shake-Shake study's code (study note 004,
 ``ShakeResNet``) instead of the paper's: the stem is conv-BN-ReLU; the projection shortcut
 (``SkippingBranch``) has no BatchNorm; nothing follows the last stage before the pooling (no
 ReLU); the classifier keeps PyTorch's default initialisation. The study's branches start with an

@@ -1,6 +1,6 @@
 """The small VGG of the course study on CIFAR-10, with its skip, dense and channel-attention variants.
 
-Built as in the study's code (``shared/seeds/003``): six 3x3 convs (padding 1, bias, each followed
+Built as in the study's code (study note 003): six 3x3 convs (padding 1, bias, each followed
 by ReLU) in three stages of two, each stage ending with 2x2 average pooling::
 
     stage 1:  3 -> 16 -> 32      32 px -> pool -> 16 px
