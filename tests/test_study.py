@@ -895,3 +895,12 @@ def test_export_then_completion_elsewhere_merge_into_one_report(tiny_study):
     clone = pd.read_csv("results/tiny/cells.csv").set_index("arm")
     columns = ["status", "epochs", "test/acc_top1", "test/loss"]
     assert clone[columns].equals(merged[columns])
+
+
+def test_the_study_file_may_follow_the_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s", GOOD)
+    assert study.main(["run", "--set", "data.root=/x", "trainer.max_epochs=1", str(path), "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "study s: 4 cells" in out and "--data.root=/x --trainer.max_epochs=1" in out
+    assert study.main(["run", "--set", "data.root=/x", "--dry-run", str(path)]) == 0

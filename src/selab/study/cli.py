@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results", metavar="DIR",
                      help="a results folder (selab study export): its cells with the same "
                      "arguments count as done, and the cells finished here are exported to it")  # fmt: skip
-    run.add_argument("--launcher", choices=["local", "ray", "slurm"], default="local")
+    run.add_argument("--launcher", choices=["local", "ray", "slurm"], default="local",
+                     help="where cells run: here (local, default), on a Ray cluster, or as SLURM "
+                     "jobs through submitit")  # fmt: skip
     run.add_argument("--parallel", type=int, default=1, metavar="N",
                      help="local: N cells at a time, GPUs (or CPU threads) split between them")  # fmt: skip
     run.add_argument("--ray-address", help="Ray cluster to submit to (default: start one here)")
@@ -282,6 +284,21 @@ def report_study(args) -> int:
     return 0
 
 
+def positional_after_settings(argv: list[str]) -> list[str]:
+    """``--set K=V ... study.yaml``: argparse would take the study file as one more setting; the
+    first word after ``--set`` without ``=`` is moved before it (settings always have one)."""
+    argv = list(argv)
+    if "--set" not in argv:
+        return argv
+    start = argv.index("--set") + 1
+    end = start
+    while end < len(argv) and "=" in argv[end] and not argv[end].startswith("-"):
+        end += 1
+    if end < len(argv) and not argv[end].startswith("-"):
+        argv.insert(start - 1, argv.pop(end))
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """``selab study ...``; returns the exit status (0 ok, 1 a cell failed, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -289,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         index = argv.index("--")
         argv, extra = argv[:index], argv[index + 1 :]
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(positional_after_settings(argv))
     try:
         if args.command == "run":
             return run_study(args, extra)
