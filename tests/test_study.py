@@ -904,3 +904,17 @@ def test_the_study_file_may_follow_the_settings(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "study s: 4 cells" in out and "--data.root=/x --trainer.max_epochs=1" in out
     assert study.main(["run", "--set", "data.root=/x", "--dry-run", str(path)]) == 0
+
+
+def test_a_figure_without_finished_values_says_so(tmp_path):
+    s = parse_study(yaml.safe_load(textwrap.dedent(REPORT_STUDY)), default_name="fab")
+    out = tmp_path / "out"
+    cells, curves = results.collect(s, out)
+    fig = results.figure(s, cells, results.summarise(s, cells), curves)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no finished cells yet"]
+    write_metrics(cellplan.cell_dir(out, "plain", 0), [0.4], test=0.4)  # one epoch: no last-2 mean
+    cells, curves = results.collect(s, out)
+    fig = results.figure(s, cells, results.summarise(s, cells), curves)
+    assert [t.get_text() for t in fig.axes[0].texts] == [
+        "no finished cell has val/acc_top1 last 2 mean"
+    ]

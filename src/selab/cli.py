@@ -101,7 +101,7 @@ commands:
   test       {test}
   predict    {predict}
   study      arms x seeds as plain runs, with means, 95% intervals and paired differences
-             (study run <study.yaml>, study report <folder>)
+             (study run <study.yaml>, study report <folder>, study export <folder> <results>)
   runs       every run folder under logs/: status, config, seed, epochs, metric, time
 
   {prog} <command> --help lists a command's options.

@@ -305,12 +305,14 @@ def figure(study: Study, cells, summary, curves):
     colours = [f"C{i % 10}" for i in range(len(arms))]
     part = summary[summary["quantity"] == quantity].set_index("arm")
     finished = cells[cells["status"] == runs.FINISHED]
+    plotted = 0
     for x, (arm, colour) in enumerate(zip(arms, colours, strict=True)):
         mine = finished[finished["arm"] == arm]
         mine = mine.loc[[v is not None and not _isnan(v) for v in mine[quantity]]]
         values = [float(v) for v in mine[quantity]]
         offsets = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
         left.scatter(offsets, values, color=colour, alpha=0.6, s=18, zorder=3)
+        plotted += len(values)
         for offset, value, (_, row) in zip(offsets, values, mine.iterrows(), strict=True):
             if row["flags"]:
                 left.annotate(f"seed {row['seed']}: {row['flags']}", (offset, value), fontsize=6,
@@ -324,8 +326,9 @@ def figure(study: Study, cells, summary, curves):
             )
         if row["published"] is not None and not _isnan(row["published"]):
             left.scatter([x + 0.25], [row["published"]], marker="x", color="red", s=50, zorder=5)
-    if finished.empty:
-        left.text(0.5, 0.5, "no finished cells yet", transform=left.transAxes, ha="center")
+    if not plotted:  # nothing but the published crosses, or nothing at all
+        what = "no finished cells yet" if finished.empty else f"no finished cell has {quantity}"
+        left.text(0.5, 0.5, what, transform=left.transAxes, ha="center", va="center")
     left.set_xticks(range(len(arms)), arms)
     left.set_xlim(-0.6, len(arms) - 0.3)
     left.set_ylabel(quantity + (" (%)" if study.units == "percent" else ""))
