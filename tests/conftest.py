@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 # The tests run tiny batches: one intra-op thread is faster than two fighting over 2 shared cores.
 torch.set_num_threads(1)
+# `make test` runs under make, whose MAKELEVEL changes selab's advice ("make train DATA=DIR");
+# the tests that want make's wording set it themselves.
+os.environ.pop("MAKELEVEL", None)
 
 
 @pytest.fixture
