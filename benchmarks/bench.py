@@ -35,6 +35,7 @@ from common import (
     REPO,
     Context,
     Section,
+    busy_processes,
     load_average,
     machine_info,
     source_revision,
@@ -59,7 +60,9 @@ def section(name: str):
     return modules[name].measure
 
 
-def header(machine: dict, threads: int, note: str, load: float | None) -> list[str]:
+def header(
+    machine: dict, threads: int, note: str, load: float | None, busy: list[str]
+) -> list[str]:
     lines = [
         "# selab benchmark", "",
         f"Machine: {machine.get('cpu_model', '?')}, {machine['cpu_count']} cores ({threads} torch "
@@ -67,13 +70,14 @@ def header(machine: dict, threads: int, note: str, load: float | None) -> list[s
         "(bf16 on a CPU without avx512_bf16 or AMX runs emulated, far slower than fp32); torch "
         f"{machine['torch']}, lightning {machine['lightning']}, Python {machine['python']}.", "",
     ]  # fmt: skip
-    busy = load is not None and load >= 0.5 * (machine["cpu_count"] or 1)
     if busy or note:
+        others = ", ".join(f"`{command}`" for command in busy)
         lines += [
             f"Load average {load} on {machine['cpu_count']} cores when the run started"
-            + (": the machine was busy with other work, so absolute times are slower than on a "
-               "quiet machine; the ratios come from interleaved repeats and stay comparable"
-               if busy else "") + (f". {note}" if note else "") + ".", "",
+            + (f"; {len(busy)} other processes used over 30% of a core each ({others}), "
+               "so absolute times are slower than on a quiet machine; the ratios come from "
+               "interleaved repeats and stay comparable" if busy else "")
+            + (f". {note}" if note else "") + ".", "",
         ]  # fmt: skip
     return lines
 
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
         if not o.fresh and earlier["machine"] == machine:
             previous = earlier["sections"]
     command = f"python benchmarks/bench.py {' '.join(sys.argv[1:] if argv is None else argv)}"
-    revision, first_load = source_revision(), load_average()
+    revision, first_load, busy = source_revision(), load_average(), busy_processes()
     for name in names:
         start, load = time.strftime("%Y-%m-%d %H:%M %Z"), load_average()
         with ctx.host_threads():
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
     ordered = {name: previous[name] for name in SECTIONS if name in previous}
     threads = torch.get_num_threads() if ctx.cuda else (o.threads or 1)
     results = {"machine": machine, "options": vars(o), "sections": ordered}
-    write_report(out, "bench", header(machine, threads, o.note, first_load), results)
+    write_report(out, "bench", header(machine, threads, o.note, first_load, busy), results)
     shutil.rmtree(ctx.tmp, ignore_errors=True)
     print(f"\nwrote {out / 'bench.md'} and {out / 'bench.json'}")
     return 0

@@ -217,6 +217,31 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
+def busy_processes(seconds: float = 1.0, share: float = 0.3) -> list[str]:
+    """Other processes that used more than ``share`` of a core over ``seconds``: their commands,
+    shortened (``python -m selab fit``), so a report says what it competed with."""
+
+    def ticks() -> dict[str, int]:
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                found[stat.parent.name] = int(fields[11]) + int(fields[12])  # utime + stime
+        return found
+
+    before = ticks()
+    time.sleep(seconds)
+    after, hz = ticks(), os.sysconf("SC_CLK_TCK")
+    busy = []
+    for pid, used in after.items():
+        if pid != str(os.getpid()) and (used - before.get(pid, used)) / hz / seconds > share:
+            with contextlib.suppress(OSError):
+                words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                busy.append(" ".join(Path(w.decode()).name if i == 0 else w.decode()
+                                     for i, w in enumerate(words[:4]) if w))  # fmt: skip
+    return sorted(busy)
+
+
 def source_revision() -> str:
     """The commit the benchmark ran from, marked ``+changes`` when the working tree differs."""
 
