@@ -246,7 +246,10 @@ def source_revision() -> str:
     """The commit the benchmark ran from, marked ``+changes`` when the working tree differs."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO)
+        try:  # a copy of the tree without git (a device machine) has no commit to name
+            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO)
+        except OSError:
+            return ""
         return done.stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"

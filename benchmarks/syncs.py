@@ -108,12 +108,17 @@ class SyncsAreErrors(Callback):
     """CUDA's sync debug mode "error" from step ``skip`` on, from each step's start to the next
     one's: a read, a blocking copy or ``nonzero`` in the step, a callback or the loading raises."""
 
-    def __init__(self, skip: int = 2) -> None:
+    def __init__(self, skip: int = 2, enabled: bool = True) -> None:
         self.skip, self.steps, self._on = skip, 0, False
+        self.enabled = enabled  # False: the same calls without CUDA (a CPU smoke run)
 
-    def _off(self, *_) -> None:
+    def _mode(self, mode: str) -> None:
+        if self.enabled:
+            torch.cuda.set_sync_debug_mode(mode)
+
+    def _off(self, *_, **__) -> None:
         if self._on:
-            torch.cuda.set_sync_debug_mode("default")
+            self._mode("default")
             self._on = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -121,7 +126,7 @@ class SyncsAreErrors(Callback):
         if batch_idx >= self.skip:
             self.steps += 1
             self._on = True
-            torch.cuda.set_sync_debug_mode("error")
+            self._mode("error")
 
     on_train_epoch_end = on_validation_start = teardown = _off
 
@@ -132,7 +137,7 @@ class SyncsAreErrors(Callback):
 def error_mode(ctx: Context, args: list[str], steps: int) -> dict:
     """``lightning fit`` (``args``) for ``steps`` steps after two under sync debug mode "error":
     the steps checked and the first error (None: no sync)."""
-    check = SyncsAreErrors(skip=2)
+    check = SyncsAreErrors(skip=2, enabled=ctx.cuda)
     extra = ["--trainer.max_epochs=1", f"--trainer.limit_train_batches={steps + 2}"]
     cli = run([*args, *extra, *ctx.accelerator_args()], run=False)
     cli.trainer.callbacks.append(check)
@@ -141,5 +146,5 @@ def error_mode(ctx: Context, args: list[str], steps: int) -> dict:
     except RuntimeError as error:
         return {"steps_checked": check.steps, "error": str(error).splitlines()[0][:300]}
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        check._off()
     return {"steps_checked": check.steps, "error": None}
