@@ -141,6 +141,7 @@ def parse(argv=None):
     p.add_argument("--tiny-images", type=int, default=8192, help="overhead, syncs: training images")
     p.add_argument("--steps", type=int, default=100, help="overhead, syncs: timed steps")
     p.add_argument("--warmup", type=int, default=10, help="overhead, syncs: untimed first steps")
+    p.add_argument("--compile-backend", default="inductor", help="syncs: torch.compile backend")
     p.add_argument("--batch-size", type=int, default=None, help="se: batch; 128 (GPU), 32 (CPU)")
     p.add_argument("--se-networks", nargs="*", default=None, help="se: a subset of the networks")
     p.add_argument("--se-steps", type=int, default=None, help="se: steps per window; 5 (GPU), 3")

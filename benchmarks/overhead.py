@@ -111,14 +111,15 @@ def resnet20(ctx: Context, batch: int, warmup: int, steps: int, repeats: int) ->
     args = [
         "--config", str(REPO / "configs/cifar10/resnet20.yaml"), "--data.dataset=imagefolder",
         f"--data.root={root}", f"--data.batch_size={batch}", "--data.loader=memory",
-        "--data.augment=none", "--data.val_size=0", "--trainer.limit_val_batches=0",
-        "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
-        f"--trainer.logger.init_args.save_dir={ctx.tmp}",
+        "--data.augment=none", "--data.val_size=0", "--model.channels_last=false",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
+        "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={ctx.tmp}",
     ]  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(n, 3, 32, 32, generator=generator).to(ctx.device)
     labels = torch.randint(10, (n,), generator=generator).to(ctx.device)
     print(f"\n[overhead] ResNet-20, batch {batch}: ms/step")
+    torch.backends.cudnn.benchmark = ctx.cuda  # as selab sets it for its runs
     bare, light = [], []
     for repeat in range(repeats):
         torch.manual_seed(0)

@@ -69,6 +69,7 @@ def airbench_steps(ctx, images, labels, batch, warmup, steps, precision, widths=
     loop body) over ``steps`` steps after ``warmup``; nothing read back but Lookahead's decay."""
     ab, utils = import_airbench()
     hyp, device = ab.hyp["opt"], ctx.device
+    torch.backends.cudnn.benchmark = ctx.cuda  # as airbench (on import) and the recipe set it
     torch.manual_seed(0)
     model = make_net94(device, widths)
     utils.init_whitening_conv(model[0], images[:5000])

@@ -64,7 +64,8 @@ def measure(ctx: Context) -> Section:
     quiet = {s: n for s, n in per_step.items() if s not in log_steps}
     compiled = CompileCounter()
     epochs = 3
-    extra = ["--model.compile=true", f"--trainer.max_epochs={epochs}",
+    backend = getattr(o, "compile_backend", None) or "inductor"
+    extra = [f'--model.compile={{"backend": "{backend}"}}', f"--trainer.max_epochs={epochs}",
              "--trainer.limit_val_batches=2", f"--trainer.limit_train_batches={o.warmup + 4}"]  # fmt: skip
     cli = run(["--config", str(config), *ctx.accelerator_args(), *extra], run=False)
     cli.trainer.callbacks.append(compiled)
@@ -97,7 +98,7 @@ def measure(ctx: Context) -> Section:
         f"- on logging steps (every 50): {result['reads_on_logging_steps'] or 'none in the window'} "
         "(Lightning converts the logged step values for the loggers);",
         f"- {cuda_line}",
-        f"- `model.compile: true` (backend inductor), {epochs} epochs with validation: frames "
+        f"- `model.compile` (backend {backend}), {epochs} epochs with validation: frames "
         f"compiled by the end of each epoch {compiled.after_epoch}, i.e. "
         f"**{compiled.compiled_after(0)}** compiled after the first epoch.", "",
     ]  # fmt: skip
