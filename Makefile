@@ -4,12 +4,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 comma := ,
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
+BENCH_STAMP := $(VENV)/.installed-bench
 # A recipe and its overlays, e.g. CONFIG="configs/cifar10/resnet20.yaml configs/attention/eca.yaml"
 CONFIG ?= configs/cifar10/resnet20.yaml configs/attention/se.yaml
 # Optional extras installed with dev, e.g. EXTRAS=ray,slurm,mlflow,wandb (what CI installs).
 EXTRAS ?=
 
-.PHONY: install train test test-all lint tensorboard notebook report bench clean
+.PHONY: install train test test-all lint tensorboard notebook report bench device-check device-pack clean
 
 install: $(STAMP)
 
@@ -56,12 +57,39 @@ report: install
 	@test -n "$(RUN)" || { echo "usage: make report RUN=logs/<experiment>/version_N (or a .ckpt file)"; exit 2; }
 	$(BIN)/python -m selab.report $(RUN)
 
-# Speed (benchmarks/bench.py -> results/bench.md): time to 94% with speedrun94 (on a GPU), host
-# overhead of lightning fit vs a bare loop, images/s with and without SE, syncs and recompiles.
-# e.g. make bench BENCH_ARGS="--data-root ~/data/cifar10-jpg" or BENCH_ARGS=--quick
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[dev,bench$(if $(EXTRAS),$(comma)$(EXTRAS))]"
+	touch $(BENCH_STAMP)
+
+# Speed (benchmarks/bench.py -> results/bench.md): selab vs airbench94 side by side, time to 94%
+# with speedrun94 (on a GPU), host overhead of lightning fit vs a bare loop, images/s with and
+# without SE, syncs and recompiles. e.g. BENCH_ARGS=--quick, BENCH_ARGS="--sections airbench"
 BENCH_ARGS ?=
-bench: install
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+# Every GPU figure in one call (benchmarks/device_check.py): OUT/device_check.md and .json.
+# DATA=CIFAR-10 image folders; SMOKE=1: the same code on the CPU with tiny sizes (CI runs it).
+# No install step: on a device machine the image's python3 runs it with carried wheels.
+OUT ?= logs/device-check
+SMOKE ?=
+DEVICE_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+device-check:
+	$(DEVICE_PYTHON) benchmarks/device_check.py --out $(OUT) $(if $(DATA),--data-root $(DATA)) $(if $(SMOKE),--smoke)
+
+# What a bare device machine lacks, into device/ (git-ignored; carry it): the wheels of the
+# packages its image does not hold (for its Python 3.12), and DATA (CIFAR-10 image folders)
+# without selab's decode cache, as one archive (60,000 small files: about 20 MB gzipped, three
+# times that unpacked, against the 64 MiB a call carries).
+# airbench is published as source only: built into a (pure-Python) wheel here.
+DEVICE_WHEELS := jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0
+device-pack: install
+	rm -rf device/wheels && mkdir -p device/wheels
+	$(BIN)/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux2014_x86_64 -d device/wheels $(DEVICE_WHEELS)
+	$(BIN)/python -m pip wheel --no-deps -w device/wheels airbench==0.1.8
+	$(if $(DATA),tar -C $(DATA) --exclude=.selab-cache -czf device/cifar10-jpg.tar.gz train test)
+	du -sh device
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
