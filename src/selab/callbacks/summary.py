@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from .. import analysis
-from ..analysis.tables import to_markdown
+from ..tables import to_markdown
 from ._compiled import uncompiled
 from ._tensorboard import backbone_of, batch_images, is_fresh_run, tensorboard_logger
 

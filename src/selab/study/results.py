@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from .. import runs
-from ..analysis.tables import to_markdown
+from ..tables import to_markdown
 from . import cells as cellplan
 from . import identity as cell_identity
 from .evidence import cell_roots
