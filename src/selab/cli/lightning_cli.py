@@ -35,6 +35,7 @@ from ..checkpoints import (
     read_checkpoint,
 )
 from ..data import DataError, VisionDataModule
+from ..precision import CpuBf16, training_precision
 from ..predict import PredictionWriter
 from .arguments import EVALUATING, first_logger_args, logger_configs, name_experiment
 from .errors import UsageError
@@ -119,6 +120,13 @@ class SelabCLI(LightningCLI):
         parser.link_arguments("trainer.max_time", "timer.duration")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(runs.RunStatus, "run_status")
+        parser.add_argument(
+            "--cpu_bf16",
+            type=CpuBf16,
+            default="native",
+            help="bf16 precision on a CPU: 'native' only where the CPU has bfloat16 instructions "
+            "(AVX512-BF16 or AMX), float32 elsewhere; 'always' as set",
+        )
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if self.subcommand == "predict" and config.get("logger") is False:
@@ -299,6 +307,12 @@ class SelabCLI(LightningCLI):
             if str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
                 logger.init_args.default_hp_metric = False
         self._data_into_backbone(config)
+        precision, notice = training_precision(
+            config.trainer.get("precision"), config.trainer.get("accelerator"), config.cpu_bf16
+        )
+        if notice:
+            print(notice, file=sys.stderr)
+            config.trainer.precision = precision
         # Every TensorBoard run also gets an appending CSV log, in the same version folder,
         # claimed now so that runs started together never share one.
         config.trainer.logger = runs.with_csv_twin(config.trainer.get("logger"))
