@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from . import cache
 from .augment import AugmentSpec, AutoAugment, BatchMix, FlipMode, ImagePipeline, Normalize
 from .augment import PaddingMode as PaddingMode
+from .cache import Decoded
 from .errors import DataError
 from .memory import DeviceSplit, EvalBatches, PredictView, TrainEpochs, memory_budget
 from .sampling import EpochSampler, EvalSampler, combine, shard_size
@@ -162,6 +163,10 @@ class VisionDataModule(L.LightningDataModule):
         self._classes: list[str] | None = None
         self._shape: tuple[int, int] | None = None
         self._warned_test_validation = False
+        # prepare_data's work, kept for setup in the same process: decoded splits (memory
+        # loader) and the files a scan left out (torchvision loader), by split.
+        self._decoded: dict[str, Decoded] = {}
+        self._scanned: dict[str, tuple[bool, list[str]]] = {}
 
     # -- what the model needs to know -------------------------------------------------------
     @property
@@ -220,8 +225,8 @@ class VisionDataModule(L.LightningDataModule):
         if not self.source.image_files:
             return  # arrays of one size, checked by torchvision when read
         for split in ("train", "test"):
-            if self._loader_choice() == "memory" and self.cache:
-                self._decode(split)  # now; later runs and the other ranks read the cache
+            if self._loader_choice() == "memory":
+                self._decode(split)  # kept for setup; later runs and the other ranks read the cache
             else:
                 self._bad_files(split, check_sizes=not self.resize)
 
@@ -284,25 +289,31 @@ class VisionDataModule(L.LightningDataModule):
         self.active_loader = "torchvision"
         return self.active_loader
 
-    def _decode(self, split: str):
-        decoded = self.source.decode(
-            self.root, split, self.resize, num_workers=self.workers(), cache=self.cache,
-            skip_bad=self.skip_bad_files,
-        )  # fmt: skip
-        self._report_skipped(split, decoded.skipped)
-        return decoded
+    def _decode(self, split: str) -> Decoded:
+        """The split as tensors, decoded (or read from the cache) once per process."""
+        if split not in self._decoded:
+            self._decoded[split] = self.source.decode(
+                self.root, split, self.resize, num_workers=self.workers(), cache=self.cache,
+                skip_bad=self.skip_bad_files,
+            )  # fmt: skip
+            self._report_skipped(split, self._decoded[split].skipped)
+        return self._decoded[split]
 
     def _bad_files(self, split: str, check_sizes: bool = False) -> list[str]:
         """Files of an image-folder split the per-image loader must leave out (with
         ``skip_bad_files``), after checking that its images share one size (``check_sizes``)."""
         if not self.source.image_files or not (self.skip_bad_files or check_sizes):
             return []
+        checked, bad = self._scanned.get(split, (False, None))
+        if bad is not None and (checked or not check_sizes):
+            return bad  # scanned by prepare_data, at least as strictly
         dataset = self.source.folder(self.root, split)
         bad = cache.scan(
             dataset, self.workers(), decode=self.skip_bad_files, same_size=check_sizes,
             skip_bad=self.skip_bad_files, cache=self.cache,
         )  # fmt: skip
         self._report_skipped(split, bad)
+        self._scanned[split] = (check_sizes, bad)
         return bad
 
     def _report_skipped(self, split: str, skipped: list[str]) -> None:
@@ -367,6 +378,7 @@ class VisionDataModule(L.LightningDataModule):
         self.train_set = split(train, train_idx)
         self.test_set = split(test, test_idx)
         self.val_set = split(train, val_idx) if val_idx else self.test_set
+        self._decoded.clear()  # the splits hold their own copies
 
     def _setup_torchvision(self) -> None:
         source, root = self.source, self.root
