@@ -520,7 +520,7 @@ def test_auto_falls_back_to_torchvision_when_the_data_does_not_fit(imagefolder_r
     dm = VisionDataModule("imagefolder", root=str(imagefolder_root), **IDENTITY)
     dm.setup("fit")
     assert dm.active_loader == "memory"
-    monkeypatch.setattr("selab.data.module.memory_budget", lambda device: 100_000)
+    monkeypatch.setattr("selab.data.loaders.memory_budget", lambda device: 100_000)
     auto = VisionDataModule("imagefolder", root=str(imagefolder_root), **IDENTITY)
     with pytest.warns(UserWarning, match=r"using the torchvision loader: the memory loader needs"):
         auto.setup("fit")
