@@ -11,6 +11,12 @@ Beyond LightningCLI it refuses what would silently give a wrong answer:
 
 Errors a user can cause print one ``error:`` line and exit with status 2; ``SELAB_DEBUG=1`` shows
 the traceback instead.
+
+Modules: :mod:`~selab.cli.lightning_cli` (:class:`SelabCLI`: parsing, checks, what the data
+decides before instantiation), :mod:`~selab.cli.arguments` (run names, a run's own config for a
+command on its checkpoint), :mod:`~selab.cli.entry` (:func:`run`, :func:`main`),
+:mod:`~selab.cli.errors`, :mod:`~selab.cli.help` and :mod:`~selab.cli.quiet` (warnings and log
+lines).
 """
 
 from ..checkpoints import CheckpointError
