@@ -14,9 +14,9 @@ from torchvision.transforms.v2 import functional as TF
 from fakedata import write_image, write_imagefolder
 from selab.data import IGNORE_INDEX, AugmentSpec, DataError, VisionDataModule, cache
 from selab.data.augment import ImagePipeline, Normalize, alternating_flips
-from selab.data.batched import mix, translate
+from selab.data.batched import beta_draws, mix, translate
 from selab.data.memory import DeviceSplit, EvalBatches, TrainEpochs
-from selab.data.sampling import EpochSampler, sample_keys, shard_indices
+from selab.data.sampling import EpochSampler, combine, sample_keys, shard_indices
 
 IDENTITY = {"normalize": False, "num_workers": 0}
 UNIT = Normalize((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -282,6 +282,45 @@ def test_mixing_in_the_memory_loader_gives_class_probabilities(imagefolder_root)
     assert (targets[different, partner_labels[different]] > 0).all()
 
 
+def test_a_mixing_partner_is_its_predecessor_as_augmented_in_the_epoch(imagefolder_root):
+    """The partner is taken from the augmented epoch, not augmented a second time: the epoch
+    equals mixing each image with its predecessor augmented on its own."""
+    dm = VisionDataModule(
+        "imagefolder", root=str(imagefolder_root), loader="memory", batch_size=5,
+        mixup_alpha=0.4, cutmix_alpha=1.0, cutout=8, auto_augment="randaugment", **IDENTITY,
+    )  # fmt: skip
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    images, soft = loader.build(2)
+    n, count = len(dm.train_set), len(images)
+    permutation = shard_indices(n, dm.stream_seed, 2)
+    order, partners = permutation[:count], permutation[(torch.arange(count) - 1) % n]
+    own, keys = loader.augment(order, order, 2)
+    theirs, _ = loader.augment(partners, partners, 2)
+    lam_mixup = beta_draws(0.4, n, combine(dm.stream_seed, 2, 1))[order]
+    lam_cutmix = beta_draws(1.0, n, combine(dm.stream_seed, 2, 2))[order]
+    targets = dm.train_set.targets
+    expected = mix(
+        own, theirs, targets[order], targets[partners], keys, loader.spec, 10, lam_mixup, lam_cutmix
+    )
+    torch.testing.assert_close(images, expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(soft, expected[1], rtol=0, atol=0)
+
+    # On each of two ranks, the partner is the previous image of that rank's share.
+    for rank in range(2):
+        sharded = VisionDataModule(
+            "imagefolder", root=str(imagefolder_root), loader="memory", batch_size=5,
+            mixup_alpha=0.4, **IDENTITY,
+        )  # fmt: skip
+        attach(sharded, 2, rank).setup("fit")
+        _, soft = sharded.train_dataloader().build(0)
+        order = shard_indices(n, sharded.stream_seed, 0, 2, rank)[: len(soft)]
+        labels = targets[order]
+        different = labels[1:] != labels[:-1]
+        assert (soft[1:][different, labels[:-1][different]] > 0).all()
+        assert (soft[1:][different, labels[1:][different]] > 0).all()
+
+
 def test_torchvision_loader_mixes_with_torchvision_transforms(imagefolder_root):
     dm = VisionDataModule(
         "imagefolder", root=str(imagefolder_root), loader="torchvision", batch_size=6,
@@ -481,7 +520,7 @@ def test_auto_falls_back_to_torchvision_when_the_data_does_not_fit(imagefolder_r
     dm = VisionDataModule("imagefolder", root=str(imagefolder_root), **IDENTITY)
     dm.setup("fit")
     assert dm.active_loader == "memory"
-    monkeypatch.setattr("selab.data.module.memory_budget", lambda device: 100_000)
+    monkeypatch.setattr("selab.data.loaders.memory_budget", lambda device: 100_000)
     auto = VisionDataModule("imagefolder", root=str(imagefolder_root), **IDENTITY)
     with pytest.warns(UserWarning, match=r"using the torchvision loader: the memory loader needs"):
         auto.setup("fit")
@@ -519,6 +558,39 @@ def test_decode_cache_is_used_and_invalidated_when_the_source_changes(tmp_path, 
     assert not list((root / ".selab-cache").glob(".*.tmp"))  # written through a renamed file
     write_image(path.parent / "added.png", 32, 32, seed=6)  # a new file: a new listing, too
     assert len(train_images()) == len(first) + 1
+
+
+@pytest.mark.parametrize(
+    "loader, cached, expected",
+    [
+        ("memory", True, ["decode_folder"] * 2),
+        ("memory", False, ["decode_folder"] * 2),
+        ("torchvision", True, ["scan"] * 2),
+        ("torchvision", False, ["scan"] * 2),
+    ],
+)
+def test_prepare_data_then_setup_read_each_split_once(
+    tmp_path, monkeypatch, loader, cached, expected
+):
+    """Lightning calls prepare_data, then setup, in one process: each split is decoded (or
+    scanned) once, and setup reads back no cache file that prepare_data has just written."""
+    root = tmp_path / "images"
+    write_imagefolder(root, n_train=10, n_test=10)
+    reads = []
+    for name in ("decode_folder", "scan"):
+        original = getattr(cache, name)
+        monkeypatch.setattr(cache, name, lambda *a, _f=original, _n=name, **k: reads.append(_n) or _f(*a, **k))  # fmt: skip
+    load = cache.np.load
+    monkeypatch.setattr(
+        cache.np, "load", lambda *a, **k: reads.append("cache file") or load(*a, **k)
+    )
+    dm = VisionDataModule(
+        "imagefolder", root=str(root), loader=loader, cache=cached, skip_bad_files=True, **IDENTITY
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    assert reads == expected
+    assert len(dm.train_set) + len(dm.val_set) == 10 and len(dm.test_set) == 10
 
 
 def test_unwritable_cache_only_warns(tmp_path):

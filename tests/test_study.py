@@ -741,6 +741,43 @@ def test_a_cell_run_with_other_arguments_is_never_counted(tmp_path, monkeypatch,
     assert plan[0].action == cellplan.NEW and [n for n, _ in plan[0].steps] == ["fit", "test"]
 
 
+def test_a_fit_stopped_before_its_first_checkpoint_is_moved_aside_not_logged_beside(
+    tiny_study, capsys
+):
+    """A cell folder with an aborted fit's configs, events and metrics but no last.ckpt starts
+    anew in a clean folder; the old files are kept under replaced/."""
+    (tiny_study / "study.yaml").write_text("base: base.yaml\narms: {plain: []}\nseeds: [0]\n")
+    cell = Path("out/plain/seed_0")
+    cell.mkdir(parents=True)
+    stale = {
+        "config.yaml": "trainer: {max_epochs: 99}\n",
+        "metrics.csv": "epoch,step,val/acc_top1\n0,1,0.123456\n",
+        "events.out.tfevents.1.host.1.0": "old events",
+        runs.RUN_LOG: "# an earlier fit\n",
+    }
+    for name, text in stale.items():
+        (cell / name).write_text(text)
+    argv = ["run", "study/study.yaml", "--out", "out", "--", "--trainer.max_epochs=1"]
+    assert study.main([*argv[:4], "--dry-run", *argv[4:]]) == 0
+    assert "plain/seed_0: new; the files of a fit stopped before" in capsys.readouterr().out
+    assert all((cell / name).read_text() == text for name, text in stale.items())  # dry run
+
+    assert study.main(argv) == 0
+    out = capsys.readouterr().out
+    (moved,) = Path("out/replaced/plain").iterdir()
+    assert (
+        f"plain/seed_0: files of a fit stopped before its first checkpoint moved to {moved}" in out
+    )
+    assert moved.name.startswith("seed_0-")
+    assert {p.name: p.read_text() for p in moved.iterdir()} == stale  # kept as they were
+    assert runs.has_test_results(cell) and runs.read_status(cell)["fit"]["state"] == "finished"
+    assert "0.123456" not in (cell / "metrics.csv").read_text()
+    assert "an earlier fit" not in (cell / runs.RUN_LOG).read_text()
+    assert not (cell / "events.out.tfevents.1.host.1.0").exists()  # fit's and test's own only
+    assert len(list(cell.glob(runs.EVENTS_GLOB))) == 2
+    assert len(list(cell.glob("config*.yaml"))) == 2  # fit's config.yaml, test's beside it
+
+
 def test_the_report_labels_smoke_cells_and_keeps_them_from_published_numbers(tmp_path):
     s = parse_study(yaml.safe_load(textwrap.dedent(REPORT_STUDY)), default_name="fab")
     out = tmp_path / "out"

@@ -19,6 +19,7 @@ Tables are pandas DataFrames; :func:`to_markdown` prints one readably and :func:
 Jupyter. Plots use matplotlib, imported only when a ``plot_*`` function is called.
 """
 
+from ..tables import format_value, formatted, show, to_markdown  # noqa: F401
 from .checkpoints import (  # noqa: F401
     datamodule_for,
     example_input,
@@ -60,4 +61,3 @@ from .runs import (  # noqa: F401
     read_runs,
     results_table,
 )
-from .tables import format_value, formatted, show, to_markdown  # noqa: F401

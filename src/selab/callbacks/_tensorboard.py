@@ -1,9 +1,10 @@
-"""What the TensorBoard callbacks share: finding the logger, the images of a batch, fresh runs."""
+"""What the TensorBoard callbacks share: finding the logger, the images of a batch, fresh runs,
+and writing once per run folder."""
 
 from __future__ import annotations
 
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
@@ -33,3 +34,37 @@ def is_fresh_run(trainer: Trainer) -> bool:
     model summary)."""
     logger = tensorboard_logger(trainer)
     return logger is not None and not runs.has_logged(logger.log_dir)
+
+
+class OncePerRun(Callback):
+    """Writes something to TensorBoard once per run folder, at the first batch of any stage (real
+    input shape, model on its device); a run folder resumed or tested into keeps what its first
+    session wrote. Subclasses implement :meth:`write`.
+
+    Args:
+        enabled: ``false`` switches it off.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._pending = False
+
+    def write(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
+        raise NotImplementedError
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._pending = self.enabled and trainer.is_global_zero and is_fresh_run(trainer)
+
+    def _first_batch(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
+        if self._pending:
+            self._pending = False
+            self.write(trainer, pl_module, batch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._first_batch(trainer, pl_module, batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._first_batch(trainer, pl_module, batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._first_batch(trainer, pl_module, batch)

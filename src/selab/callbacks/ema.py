@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeight
 
 
 class EMAWeightAveraging(LightningEMAWeightAveraging):
-    """Lightning's ``EMAWeightAveraging`` (validates and checkpoints the averaged weights) with
-    the update done by multi-tensor ``lerp`` on the device.
+    """Lightning's ``EMAWeightAveraging`` (when to update, validating and checkpointing the
+    averaged weights: its hooks) with the update itself done by multi-tensor ``lerp`` on the device.
 
     ``torch.optim.swa_utils.AveragedModel.update_parameters`` reads its update counter back to
     the host twice per update (``if n_averaged == 0``), a device sync at every step; here whether
@@ -50,6 +50,11 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._averaged_once = self._latest_update_step > 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":  # Lightning's hooks update the average through this method
+            self._average_model.update_parameters = self._update
 
     def _tensors(self, module: torch.nn.Module, buffers: bool) -> list[torch.Tensor]:
         tensors = module.parameters()
@@ -97,17 +102,3 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
             torch._foreach_copy_(avg_others, others)
         self._averaged_once = True
         self._average_model.n_averaged += 1
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        step_idx = trainer.global_step - 1
-        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=step_idx):
-            self._update(pl_module)
-            self._latest_update_step = trainer.global_step
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if epoch > self._latest_update_epoch and self.should_update(epoch_idx=epoch):
-            self._update(pl_module)
-            self._latest_update_epoch = epoch

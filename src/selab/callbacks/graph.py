@@ -5,15 +5,15 @@ from __future__ import annotations
 import warnings
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from ._compiled import uncompiled
-from ._tensorboard import backbone_of, batch_images, is_fresh_run, tensorboard_logger
+from ._tensorboard import OncePerRun, backbone_of, batch_images, tensorboard_logger
 
 
-class ModelGraph(Callback):
+class ModelGraph(OncePerRun):
     """The backbone's graph, traced from one real image in eval mode (batch-norm statistics
     untouched), written once per run folder at the first batch. A backbone that cannot be traced
     gets a warning and trains anyway.
@@ -22,28 +22,9 @@ class ModelGraph(Callback):
         enabled: ``--graph.enabled false`` switches it off.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self._pending = False
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._pending = self.enabled and trainer.is_global_zero and is_fresh_run(trainer)
-
-    def _draw(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
-        if not self._pending:
-            return
-        self._pending = False
+    def write(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
         writer = tensorboard_logger(trainer).experiment
         add_graph(writer, backbone_of(pl_module), batch_images(batch)[:1])
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        self._draw(trainer, pl_module, batch)
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._draw(trainer, pl_module, batch)
-
-    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._draw(trainer, pl_module, batch)
 
 
 @torch.no_grad()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from .. import analysis
 from ..models.layers import AttentionSpec, get_attention, parse_attention
 from ._compiled import uncompiled
-from ._tensorboard import backbone_of, batch_images, is_fresh_run, tensorboard_logger
+from ._tensorboard import OncePerRun, backbone_of, batch_images, tensorboard_logger
 
 HP_METRICS = ("hp/best_val_acc_top1", "hp/test_acc_top1", "hp/test_acc_top5")
 
@@ -84,7 +84,7 @@ def run_hyperparameters(
     }
 
 
-class HParams(Callback):
+class HParams(OncePerRun):
     """The run's row in TensorBoard's HParams tab.
 
     The hyper-parameters (:func:`run_hyperparameters`) are written once per run folder, at the
@@ -98,9 +98,8 @@ class HParams(Callback):
     """
 
     def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+        super().__init__(enabled)
         self.best_val: float | None = None
-        self._pending = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_val": self.best_val}
@@ -108,13 +107,7 @@ class HParams(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_val = state_dict.get("best_val")
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._pending = self.enabled and trainer.is_global_zero and is_fresh_run(trainer)
-
-    def _write_session(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
-        if not self._pending:
-            return
-        self._pending = False
+    def write(self, trainer: Trainer, pl_module: LightningModule, batch) -> None:
         images = batch_images(batch)
         backbone = backbone_of(pl_module)
         params = analysis.count_params(backbone)
@@ -132,15 +125,6 @@ class HParams(Callback):
         file_writer = logger.experiment._get_file_writer()  # as Lightning's log_hyperparams does
         for summary in (experiment, start, end):
             file_writer.add_summary(summary)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        self._write_session(trainer, pl_module, batch)
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._write_session(trainer, pl_module, batch)
-
-    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self._write_session(trainer, pl_module, batch)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         logger = tensorboard_logger(trainer)

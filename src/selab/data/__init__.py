@@ -5,8 +5,9 @@ Modules, one job each: :mod:`~selab.data.sources` (what is on disk and how to re
 evaluation order), :mod:`~selab.data.sampling` (seeded, sharded order and per-image keys),
 :mod:`~selab.data.augment` (the augmentation spec; the per-image pipeline),
 :mod:`~selab.data.batched` (the same augmentations on device tensors), :mod:`~selab.data.memory`
-(the device-resident loader), :mod:`~selab.data.workers` (the per-image loader) and
-:mod:`~selab.data.module` (the DataModule, which picks one loader).
+(the device-resident loader), :mod:`~selab.data.workers` (the per-image loader),
+:mod:`~selab.data.loaders` (choosing a loader; the splits and DataLoaders each builds) and
+:mod:`~selab.data.module` (the DataModule: options, checks, decoding once, setup).
 """
 
 from .augment import AugmentSpec

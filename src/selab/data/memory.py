@@ -105,9 +105,10 @@ class TrainEpochs:
 
     Lightning calls ``sampler.set_epoch(epoch)`` at every epoch start (resumed runs included);
     iterating then builds that epoch. Image ``i`` in epoch ``e`` gets the augmentation drawn from
-    ``(seed, e, i)``, whatever the batch size or the number of ranks; its MixUp/CutMix partner is
-    the image before it in the epoch's (unsharded) permutation, as torchvision pairs an image
-    with the previous one of its batch.
+    ``(seed, e, i)``, whatever the batch size or the number of ranks. Its MixUp/CutMix partner is
+    the image before it in this rank's epoch (on one rank, the previous image of the epoch's
+    permutation), taken already augmented, as torchvision pairs an image with the previous one of
+    its batch.
     """
 
     def __init__(
@@ -158,7 +159,10 @@ class TrainEpochs:
         out = torch.empty((count, *self.split.images.shape[1:]), device=device)
         targets = self.split.targets[indices]
         if self.spec.mixes:
-            partners_cpu = permutation[(positions - 1) % n]
+            # The first image's partner is the one before this rank's first position.
+            first_cpu = permutation[(positions[:1] - self.world_size) % n]
+            previous, _ = self.augment(first_cpu.to(device), first_cpu, epoch)
+            partners_cpu = torch.cat([first_cpu, indices_cpu[:-1]])
             partners = partners_cpu.to(device, non_blocking=True)
             soft = torch.empty((count, self.num_classes), device=device)
             lam_mixup = beta_draws(self.spec.mixup_alpha, n, combine(self.seed, epoch, 1))
@@ -171,7 +175,8 @@ class TrainEpochs:
             if not self.spec.mixes:
                 out[chunk] = images
                 continue
-            partner_images, _ = self.augment(partners[chunk], partners_cpu[chunk], epoch)
+            partner_images = torch.cat([previous, images[:-1]])  # each image's predecessor
+            previous = images[-1:]
             out[chunk], soft[chunk] = mix(
                 images, partner_images, targets[chunk], self.split.targets[partners[chunk]],
                 keys, self.spec, self.num_classes,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -11,18 +10,26 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.data import suggested_max_num_workers
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from . import cache
 from .augment import AugmentSpec, AutoAugment, BatchMix, FlipMode, ImagePipeline, Normalize
 from .augment import PaddingMode as PaddingMode
+from .cache import Decoded
 from .errors import DataError
-from .memory import DeviceSplit, EvalBatches, PredictView, TrainEpochs, memory_budget
-from .sampling import EpochSampler, EvalSampler, combine, shard_size
+from .loaders import (
+    LOADERS,
+    choose_loader,
+    eval_loader,
+    memory_splits,
+    predict_loader,
+    torchvision_splits,
+    train_loader,
+)
+from .sampling import combine
 from .sources import ImageFiles, get_source
 from .splits import class_mixed_order, default_val_size, stratified_split
-from .workers import Named, Transformed, keep
+from .workers import Transformed
 
 MAX_AUTO_WORKERS = 8
 SPLITS = ("train", "val", "test")
@@ -108,7 +115,7 @@ class VisionDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.source = get_source(dataset)
-        choices = {"augment": ("standard", "none"), "loader": ("auto", "memory", "torchvision")}
+        choices = {"augment": ("standard", "none"), "loader": LOADERS}
         for name, allowed in choices.items():
             if locals()[name] not in allowed:
                 raise ValueError(
@@ -162,6 +169,10 @@ class VisionDataModule(L.LightningDataModule):
         self._classes: list[str] | None = None
         self._shape: tuple[int, int] | None = None
         self._warned_test_validation = False
+        # prepare_data's work, kept for setup in the same process: decoded splits (memory
+        # loader) and the files a scan left out (torchvision loader), by split.
+        self._decoded: dict[str, Decoded] = {}
+        self._scanned: dict[str, tuple[bool, list[str]]] = {}
 
     # -- what the model needs to know -------------------------------------------------------
     @property
@@ -220,8 +231,8 @@ class VisionDataModule(L.LightningDataModule):
         if not self.source.image_files:
             return  # arrays of one size, checked by torchvision when read
         for split in ("train", "test"):
-            if self._loader_choice() == "memory" and self.cache:
-                self._decode(split)  # now; later runs and the other ranks read the cache
+            if self._loader_choice() == "memory":
+                self._decode(split)  # kept for setup; later runs and the other ranks read the cache
             else:
                 self._bad_files(split, check_sizes=not self.resize)
 
@@ -255,54 +266,39 @@ class VisionDataModule(L.LightningDataModule):
 
     def _loader_choice(self) -> str:
         """``memory`` or ``torchvision``, decided once from ``loader`` and the memory budget."""
-        if self.active_loader is not None:
-            return self.active_loader
-        if self.loader == "torchvision":
-            self.active_loader = "torchvision"
-            return self.active_loader
-        height, width = self.image_shape
-        world = self._shard()[0]
-        train = self.source.count(self.root, "train")
-        total = train + self.source.count(self.root, "test")
-        image = 3 * height * width
-        # uint8 splits, their evaluation shards, and one float32 training epoch per rank
-        needed = 2 * total * image + 4 * image * shard_size(train, world)
-        device = self._device()
-        budget = memory_budget(device)
-        if needed <= budget:
-            self.active_loader = "memory"
-            return self.active_loader
-        reason = (
-            f"the memory loader needs about {needed / 2**30:.1f} GiB on {device} for "
-            f"{total} images of {height}x{width}, more than its budget of {budget / 2**30:.1f} GiB"
-        )
-        if self.loader == "memory":
-            raise DataError(
-                f"{reason}; use --data.loader torchvision or a smaller --data.image_size"
+        if self.active_loader is None:
+            train = self.source.count(self.root, "train")
+            total = train + self.source.count(self.root, "test")
+            self.active_loader = choose_loader(
+                self.loader, train, total, self.image_shape, self._shard()[0], self._device()
             )
-        rank_zero_warn(f"using the torchvision loader: {reason}")
-        self.active_loader = "torchvision"
         return self.active_loader
 
-    def _decode(self, split: str):
-        decoded = self.source.decode(
-            self.root, split, self.resize, num_workers=self.workers(), cache=self.cache,
-            skip_bad=self.skip_bad_files,
-        )  # fmt: skip
-        self._report_skipped(split, decoded.skipped)
-        return decoded
+    def _decode(self, split: str) -> Decoded:
+        """The split as tensors, decoded (or read from the cache) once per process."""
+        if split not in self._decoded:
+            self._decoded[split] = self.source.decode(
+                self.root, split, self.resize, num_workers=self.workers(), cache=self.cache,
+                skip_bad=self.skip_bad_files,
+            )  # fmt: skip
+            self._report_skipped(split, self._decoded[split].skipped)
+        return self._decoded[split]
 
     def _bad_files(self, split: str, check_sizes: bool = False) -> list[str]:
         """Files of an image-folder split the per-image loader must leave out (with
         ``skip_bad_files``), after checking that its images share one size (``check_sizes``)."""
         if not self.source.image_files or not (self.skip_bad_files or check_sizes):
             return []
+        checked, bad = self._scanned.get(split, (False, None))
+        if bad is not None and (checked or not check_sizes):
+            return bad  # scanned by prepare_data, at least as strictly
         dataset = self.source.folder(self.root, split)
         bad = cache.scan(
             dataset, self.workers(), decode=self.skip_bad_files, same_size=check_sizes,
             skip_bad=self.skip_bad_files, cache=self.cache,
         )  # fmt: skip
         self._report_skipped(split, bad)
+        self._scanned[split] = (check_sizes, bad)
         return bad
 
     def _report_skipped(self, split: str, skipped: list[str]) -> None:
@@ -352,21 +348,13 @@ class VisionDataModule(L.LightningDataModule):
 
     def _setup_memory(self) -> None:
         train, test = self._decode("train"), self._decode("test")
-        device = self._device()
-        normalize = Normalize(self.mean, self.std)
-        train_targets = train.targets.tolist()
-        train_idx, val_idx = self._split_indices(train_targets)
+        train_idx, val_idx = self._split_indices(train.targets.tolist())
         test_idx = class_mixed_order(test.targets.tolist(), self.seed)
-
-        def split(decoded, indices):
-            index = torch.as_tensor(indices, dtype=torch.int64)
-            names = [decoded.names[i] for i in indices]
-            images, targets = decoded.images[index], decoded.targets[index]
-            return DeviceSplit(images.to(device), targets, normalize, names)
-
-        self.train_set = split(train, train_idx)
-        self.test_set = split(test, test_idx)
-        self.val_set = split(train, val_idx) if val_idx else self.test_set
+        self.train_set, self.val_set, self.test_set = memory_splits(
+            train, test, (train_idx, val_idx, test_idx), Normalize(self.mean, self.std),
+            self._device(),
+        )  # fmt: skip
+        self._decoded.clear()  # the splits hold their own copies
 
     def _setup_torchvision(self) -> None:
         source, root = self.source, self.root
@@ -376,21 +364,15 @@ class VisionDataModule(L.LightningDataModule):
         test_idx = class_mixed_order(list(test.targets), self.seed)
         spec = self.augment_spec
         normalize = Normalize(self.mean, self.std)
-        shape = (3, *self.image_shape)
-        train_pipeline = ImagePipeline(
-            spec, normalize, self.image_shape, self.resize, self.stream_seed
+        pipelines = (
+            ImagePipeline(spec, normalize, self.image_shape, self.resize, self.stream_seed),
+            ImagePipeline(None, normalize, self.image_shape, self.resize),
         )
-        eval_pipeline = ImagePipeline(None, normalize, self.image_shape, self.resize)
         mix = BatchMix(spec, self.num_classes, self.stream_seed) if spec.mixes else None
-
-        def split(dataset, indices, pipeline, mixing=None):
-            names = [source.sample_name(dataset, i) for i in indices]
-            return Transformed(Subset(dataset, indices), pipeline, shape, mixing, names)
-
-        self.train_set = split(train, train_idx, train_pipeline, mix)
-        self.test_set = split(test, test_idx, eval_pipeline)
-        self.val_set = split(train, val_idx, eval_pipeline) if val_idx else self.test_set
-        self._eval_view = {"train": split(train, train_idx, eval_pipeline)}
+        self.train_set, self.val_set, self.test_set, plain_train = torchvision_splits(
+            source, train, test, (train_idx, val_idx, test_idx), pipelines, self.image_shape, mix
+        )
+        self._eval_view = {"train": plain_train}
 
     def _predict_files(self) -> Dataset:
         pipeline = ImagePipeline(None, Normalize(self.mean, self.std), None, self.image_shape)
@@ -399,22 +381,9 @@ class VisionDataModule(L.LightningDataModule):
     # -- loaders ----------------------------------------------------------------------------
     def train_dataloader(self):
         world, rank = self._shard()
-        per_rank = shard_size(len(self.train_set), world)
-        if self.drop_last and per_rank < self.batch_size:
-            raise DataError(
-                f"{per_rank} training images per process is fewer than batch_size "
-                f"{self.batch_size}, so drop_last would drop them all; lower --data.batch_size or "
-                "set --data.drop_last false"
-            )
-        spec = self.augment_spec
-        if self.active_loader == "memory":
-            return TrainEpochs(
-                self.train_set, self.batch_size, spec, self.stream_seed, self.num_classes,
-                world, rank, self.drop_last,
-            )  # fmt: skip
-        return self._worker_loader(
-            self.train_set, EpochSampler(self.train_set, world, rank, self.stream_seed),
-            self.batch_size, drop_last=self.drop_last,
+        return train_loader(
+            self.train_set, self.batch_size, self.augment_spec, self.stream_seed, self.num_classes,
+            world, rank, self.drop_last, self.workers(),
         )  # fmt: skip
 
     def val_dataloader(self):
@@ -425,36 +394,14 @@ class VisionDataModule(L.LightningDataModule):
 
     def predict_dataloader(self):
         world, rank = self._shard()
-        if self.predict_set is not None:  # a folder of images: (images, paths)
-            sampler = EvalSampler(self.predict_set, world, rank)
-            return self._worker_loader(self.predict_set, sampler, self.eval_batch_size)
-        sampler = EvalSampler(self.test_set, world, rank)
-        if self.active_loader == "memory":  # (images, targets, names), gathered on the device
-            # Batches are made in this process, on the data's device: workers would only copy.
-            warnings.filterwarnings(
-                "ignore", ".*predict_dataloader' does not have many workers", PossibleUserWarning
-            )
-            return DataLoader(
-                PredictView(self.test_set), batch_size=self.eval_batch_size, sampler=sampler,
-                collate_fn=keep,
-            )  # fmt: skip
-        return self._worker_loader(Named(self.test_set), sampler, self.eval_batch_size, None)
+        folder = self.predict_set is not None  # a folder of images: (images, paths)
+        split = self.predict_set if folder else self.test_set
+        return predict_loader(split, self.eval_batch_size, world, rank, self.workers(), folder)
 
     def _eval_loader(self, split):
         world, rank = self._shard()
         size = self.eval_batch_size
-        if self.active_loader == "memory":
-            return EvalBatches(split, size, world, rank, pad=self.eval_padding)
-        padded = -(-shard_size(len(split), world) // size) * size if self.eval_padding else None
-        return self._worker_loader(split, EvalSampler(split, world, rank, padded), size)
-
-    def _worker_loader(self, dataset, sampler, batch_size, collate=keep, drop_last=False):
-        workers = self.workers()
-        return DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-            collate_fn=collate, pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0, drop_last=drop_last,
-        )  # fmt: skip
+        return eval_loader(split, size, world, rank, self.eval_padding, self.workers())
 
     # -- images for initialisation ----------------------------------------------------------
     def sample_images(self, count: int, split: str = "train") -> torch.Tensor:

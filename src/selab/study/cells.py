@@ -35,6 +35,9 @@ DONE, RUNNING, NEW, RESUME, TEST = "done", "running", "new", "resume", "test"
 COMMITTED = "committed"  # finished in the results folder
 EXPORTED = "cells"  # <results>/cells/<arm>/seed_<seed>/
 RECIPE_LENGTH = ("max_epochs", "limit_train_batches")  # recorded with each cell for the report
+# What a cell folder holds before its fit writes anything: what it is run with, the log of its
+# commands and their states.
+BEFORE_FIT = (cell_identity.CELL_FILE, runs.RUN_LOG, runs.STATUS)
 
 
 def cell_dir(root: str | Path, arm: str, seed: int) -> Path:
@@ -225,9 +228,17 @@ def set_steps(cell: Cell) -> None:
         cell.steps = []
 
 
+def stale(cell: Cell) -> bool:
+    """Whether a cell about to be fitted anew holds what an earlier fit wrote before it was
+    stopped without a checkpoint (configs, metrics, events): a new fit must not log beside them."""
+    if cell.action != NEW or not cell.folder.is_dir():
+        return False
+    return any(path.name not in BEFORE_FIT for path in cell.folder.iterdir())
+
+
 def replace(cell: Cell, out: Path) -> Path:
-    """Move a conflicting cell's folder to ``<out>/replaced/<arm>/seed_<seed>-<time>/`` (kept, never
-    deleted) so that the cell runs anew; returns where it went."""
+    """Move a conflicting or :func:`stale` cell's folder to ``<out>/replaced/<arm>/seed_<seed>-<time>/``
+    (kept, never deleted) so that the cell runs anew; returns where it went."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = cell_dir(Path(out) / "replaced", cell.arm, cell.seed)
     target = target.with_name(f"{target.name}-{stamp}")

@@ -177,6 +177,15 @@ def _resolve_conflicts(plan, out: Path, rerun: bool) -> None:
         print(f"{cell.label}: ran with other arguments, moved to {cellplan.display_path(moved)}")
 
 
+def _move_stale(plan, out: Path) -> None:
+    """Move aside what fits stopped before their first checkpoint left in cells that start anew."""
+    for cell in plan:
+        if cellplan.stale(cell):
+            moved = cellplan.replace(cell, out)
+            print(f"{cell.label}: files of a fit stopped before its first checkpoint moved to "
+                  f"{cellplan.display_path(moved)}")  # fmt: skip
+
+
 NOTES = {
     cellplan.DONE: "finished, skipped",
     cellplan.RUNNING: "running elsewhere, skipped",
@@ -200,11 +209,14 @@ def run_study(args, extra: list[str]) -> int:
     if not args.dry_run:
         keep_study_file(study, out)
         _resolve_conflicts(plan, out, rerun=True)
+        _move_stale(plan, out)
     todo = [c for c in plan if c.steps or c.conflict]
     print(f"study {study.name}: {len(plan)} cells in {cellplan.display_path(out)}, "
           f"{len(todo)} to run ({launcher.describe()})")  # fmt: skip
     for index, cell in enumerate(plan, 1):
         note = NOTES[cell.action]
+        if cellplan.stale(cell):  # a dry run: left in place
+            note = "new; the files of a fit stopped before its first checkpoint go to replaced/"
         if cell.conflict:
             note = f"ran with other arguments ({cell.conflict}): --rerun moves it aside and runs it"
         print(f"[{index}/{len(plan)}] {cell.label}: {note}")

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from .. import runs
-from ..analysis.tables import to_markdown
+from ..tables import to_markdown
 from . import cells as cellplan
 from . import identity as cell_identity
 from .evidence import cell_roots
@@ -159,31 +159,28 @@ def summarise(study: Study, cells):
 
     rows = []
     finished = cells[cells["status"] == runs.FINISHED]
+    flags = finished.set_index(["arm", "seed"])["flags"]
+    seeds = list(dict.fromkeys(finished["seed"]))  # in the cells' order
     for quantity in study.quantities:
-        values = {
-            arm: {
-                int(r.seed): float(r[quantity])
-                for _, r in finished[finished["arm"] == arm].iterrows()
-                if r[quantity] is not None and not _isnan(r[quantity])
-            }
-            for arm in study.arms
-        }
-        base = values[study.baseline]
-        for arm, per_seed in values.items():
-            stats = summarize(per_seed.values())
+        # seeds x arms; a cell without this number is NaN
+        table = finished.pivot(index="seed", columns="arm", values=quantity)
+        table = table.reindex(index=seeds, columns=list(study.arms)).astype(float)
+        base = table[study.baseline].dropna().to_dict()
+        for arm in study.arms:
+            per_seed = table[arm].dropna()
+            stats = summarize(per_seed)
             row = {"quantity": quantity, "arm": arm, **stats}
             if arm == study.baseline:
                 row.update(dict.fromkeys(["paired n", "diff", "diff ci_low", "diff ci_high"]))
             else:
-                diff = paired_difference(per_seed, base)
+                diff = paired_difference(per_seed.to_dict(), base)
                 row.update({"paired n": diff["n"], "diff": diff["mean"],
                             "diff ci_low": diff["ci_low"], "diff ci_high": diff["ci_high"]})  # fmt: skip
-            mine = finished[finished["arm"] == arm]
             row["seeds"] = ", ".join(
-                f"{int(r.seed)}: {float(r[quantity]):.2f}" + ("*" if r["flags"] else "")
-                for _, r in mine.iterrows()
-                if r[quantity] is not None and not _isnan(r[quantity])
+                f"{int(seed)}: {value:.2f}" + ("*" if flags.get((arm, seed)) else "")
+                for seed, value in per_seed.items()
             )
+            mine = finished[finished["arm"] == arm]
             published = study.arms[arm].published
             row["published"] = published
             short = int(sum(_short(f) for f in mine["flags"]))

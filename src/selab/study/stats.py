@@ -1,11 +1,11 @@
 """Statistics of a study: per-arm mean with a t-interval, and paired differences to a baseline.
 
-Seeds are the replicates. With n values the 95% interval of the mean is
-``mean ± t(0.975, n - 1) · std / sqrt(n)`` (``std`` with n - 1 in the denominator): the interval
-the Student t distribution gives for a mean of normally distributed values (``scipy.stats.t``).
-Against the baseline, arms are compared on the seeds both have: the per-seed differences
-``d = arm - baseline`` get the same interval, the paired t-test's (``scipy.stats.ttest_rel``).
-Pairing removes what a seed does to both arms (same initialisation and data order).
+Seeds are the replicates. The 95% interval of an arm's mean is the one-sample t-test's
+(``scipy.stats.ttest_1samp(...).confidence_interval``: ``mean ± t(0.975, n - 1) · std / sqrt(n)``,
+``std`` with n - 1 in the denominator). Against the baseline, arms are compared on the seeds both
+have, with the paired t-test's interval of the mean difference ``arm - baseline``
+(``scipy.stats.ttest_rel``). Pairing removes what a seed does to both arms (same initialisation
+and data order).
 """
 
 from __future__ import annotations
@@ -16,21 +16,26 @@ from collections.abc import Mapping
 CONFIDENCE = 0.95
 
 
+def _interval(values, test, confidence: float) -> tuple[float, float]:
+    """``test(values)``'s interval; NaNs for fewer than 2 values, the mean for equal ones (where
+    scipy's moments lose precision)."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return math.nan, math.nan
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    interval = test().confidence_interval(confidence)
+    return float(interval.low), float(interval.high)
+
+
 def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The ``confidence`` t-interval of the mean of ``values``; NaNs for fewer than 2 values."""
-    import numpy as np
     from scipy import stats
 
-    values = np.asarray(list(values), dtype=float)
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    mean = float(values.mean())
-    sem = float(values.std(ddof=1)) / math.sqrt(n)
-    if sem == 0.0:
-        return mean, mean
-    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
-    return float(low), float(high)
+    values = [float(v) for v in values]
+    return _interval(values, lambda: stats.ttest_1samp(values, 0.0), confidence)
 
 
 def summarize(values, confidence: float = CONFIDENCE) -> dict[str, float]:
@@ -54,10 +59,14 @@ def summarize(values, confidence: float = CONFIDENCE) -> dict[str, float]:
 def paired_difference(
     arm: Mapping[int, float], baseline: Mapping[int, float], confidence: float = CONFIDENCE
 ) -> dict[str, float]:
-    """Mean of ``arm[s] - baseline[s]`` over the seeds ``s`` both have, with its t-interval."""
+    """Mean of ``arm[s] - baseline[s]`` over the seeds ``s`` both have, with the paired t-test's
+    interval."""
+    from scipy import stats
+
     seeds = sorted(set(arm) & set(baseline))
-    differences = [arm[s] - baseline[s] for s in seeds]
-    low, high = t_interval(differences, confidence)
+    ours, theirs = [float(arm[s]) for s in seeds], [float(baseline[s]) for s in seeds]
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    low, high = _interval(differences, lambda: stats.ttest_rel(ours, theirs), confidence)
     return {
         "n": len(seeds),
         "mean": sum(differences) / len(differences) if differences else math.nan,

@@ -1,0 +1,3 @@
+from selab.cli import main
+
+main()
