@@ -1,18 +1,21 @@
 """End to end through the CLI, in-process (the console script is checked once in a subprocess)."""
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import SE_ARGS, SE_RUN_NAME
 from fakedata import write_imagefolder
-from selab import Classifier
-from selab.cli import CheckpointError, run
+from selab import Classifier, runs
+from selab.cli import CheckpointError, main, run
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -151,6 +154,23 @@ def test_console_reports_missing_data_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: cifar10 was not found")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "logs").exists()  # nothing half-written
+
+
+class SigtermAfterFirstStep(Callback):
+    """What ``kill PID`` does to a training run: SIGTERM to this process after one step."""
+
+    def on_train_batch_end(self, *args) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_run_stopped_by_sigterm_exits_with_its_status(in_tmp, imagefolder_root, capsys):
+    callback = "--trainer.callbacks+=test_cli.SigtermAfterFirstStep"
+    with pytest.raises(SystemExit) as stopped:
+        main(fit_args(imagefolder_root, callback))
+    assert stopped.value.code == 128 + signal.SIGTERM  # Lightning alone exits with 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "fit: stopped by SIGTERM"
+    status = runs.read_status(in_tmp / f"logs/{SE_RUN_NAME}/version_0")
+    assert status["fit"]["state"] == runs.INTERRUPTED
 
 
 def test_make_train_takes_an_image_folder_and_extra_options():

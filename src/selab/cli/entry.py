@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .. import runs
 from ..classifier import Classifier
@@ -110,6 +113,12 @@ def main(args=None) -> None:
             raise
         print(f"error: {one_line(error)} (SELAB_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
+    except SIGTERMException:
+        # Lightning ends the run gracefully and exits with status 0; a caller (a shell script, a
+        # study cell) must not take a terminated run for a finished one.
+        discard_untrained_run()
+        print(f"{argv[0]}: stopped by SIGTERM", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except BaseException:
         discard_untrained_run()
         raise

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .layout import STATUS, atomic_write_text
 from .metrics import epochs_done, has_test_results, read_config, read_metrics
@@ -203,7 +204,7 @@ class RunStatus(Callback):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
-        interrupted = isinstance(exception, KeyboardInterrupt)
+        interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         message = str(exception).strip().splitlines()
         fields: dict[str, Any] = {
             "state": INTERRUPTED if interrupted else FAILED,
