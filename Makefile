@@ -30,11 +30,13 @@ train: install
 	$(BIN)/lightning fit $(foreach config,$(CONFIG),--config $(config)) $(if $(DATA),--data.dataset=imagefolder --data.root=$(DATA)) $(ARGS)
 
 # The suite CI runs: slow end-to-end tests and GPU-only tests left out (make test-all runs all).
+# One pytest worker per core (pytest-xdist): the tests run one torch thread each.
+PYTEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -m "not slow and not gpu"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not gpu"
 
 test-all: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
