@@ -8,6 +8,7 @@ Sections, one module each (``--sections``, comma-separated; the default runs all
 - ``overhead`` (overhead.py): ms/step of ``lightning fit`` vs a bare loop, tiny network;
 - ``se`` (se.py): images/s with and without SE, ResNet-20/56/110 and ResNet-18;
 - ``syncs`` (syncs.py): device->host reads per step and recompiles after the first epoch;
+- ``data`` (data.py): reading an image folder, building an epoch, the whitening initialisation;
 - ``fullrun`` (fullrun.py, opt-in): one whole speedrun94 run, wall time and accuracy.
 
 Timings sync the device only at the ends of a timed window (never per step). Shared machines
@@ -42,12 +43,13 @@ from common import (
     write_report,
 )
 
-SECTIONS = ("airbench", "speedrun", "overhead", "se", "syncs", "fullrun")
-DEFAULT = "airbench,speedrun,overhead,se,syncs"
+SECTIONS = ("airbench", "speedrun", "overhead", "se", "syncs", "data", "fullrun")
+DEFAULT = "airbench,speedrun,overhead,se,syncs,data"
 
 
 def section(name: str):
     """The section's ``measure`` (imported on demand: each pulls in what it times)."""
+    import data
     import fullrun
     import overhead
     import peer
@@ -56,7 +58,7 @@ def section(name: str):
     import syncs
 
     modules = {"airbench": peer, "speedrun": speedrun, "overhead": overhead, "se": se,
-               "syncs": syncs, "fullrun": fullrun}  # fmt: skip
+               "syncs": syncs, "data": data, "fullrun": fullrun}  # fmt: skip
     return modules[name].measure
 
 
@@ -152,6 +154,7 @@ def parse(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads on a CPU (default 1)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few steps and repeats")
     p.add_argument("--note", default="", help="a sentence for the report's header")
+    p.add_argument("--baseline", default=None, help="data: bench.json of another checkout, shown as 'before'")  # fmt: skip
     p.add_argument("--out", default=str(REPO / "results"))
     p.add_argument("--fresh", action="store_true", help="drop the sections measured earlier in --out")  # fmt: skip
     opts = p.parse_args(argv)
