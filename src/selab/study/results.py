@@ -181,7 +181,9 @@ def summarise(study: Study, cells):
                 for seed, value in per_seed.items()
             )
             mine = finished[finished["arm"] == arm]
-            published = study.arms[arm].published
+            # a published number is the compared metric's, not its companions' (e.g. top-5)
+            compared = quantity in study.metric_quantities
+            published = study.arms[arm].published if compared else None
             row["published"] = published
             short = int(sum(_short(f) for f in mine["flags"]))
             row["short cells"] = short

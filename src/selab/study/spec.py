@@ -90,13 +90,16 @@ class Study:
         return overrides.get(key, value)
 
     @property
+    def metric_quantities(self) -> list[str]:
+        """Names of the numbers of ``metric``: the ones set against the published numbers."""
+        if self.last_epochs:
+            return [f"{self.metric} last {self.last_epochs} mean", f"{self.metric} final"]
+        return [self.metric]
+
+    @property
     def quantities(self) -> list[str]:
         """Names of the numbers reported per cell, the compared one first."""
-        names = []
-        if self.last_epochs:
-            names += [f"{self.metric} last {self.last_epochs} mean", f"{self.metric} final"]
-        else:
-            names.append(self.metric)
+        names = self.metric_quantities
         return names + [m for m in self.other_metrics if m not in names]
 
 
