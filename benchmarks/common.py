@@ -55,6 +55,20 @@ def clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+def timed_steps(device: torch.device, warmup: int, steps: int, step) -> tuple[float, float]:
+    """(wall, CPU) seconds per call of ``step(i)`` over ``steps`` calls after ``warmup``
+    untimed ones; the device is synchronised only at the ends of the timed window."""
+    start = None
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            start = clocks()
+        step(i)
+    sync(device)
+    end = clocks()
+    return tuple((e - s) / steps for s, e in zip(start, end, strict=True))
+
+
 def median(values) -> float:
     values = list(values)
     return statistics.median(values) if values else float("nan")

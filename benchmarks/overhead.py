@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import NOT_MEASURED, REPO, Context, Section, clocks, fabricate, median, sync
+from common import NOT_MEASURED, REPO, Context, Section, fabricate, median, timed_steps
 from tiny import TinyNet
 
 TINY_CONFIG = """
@@ -64,22 +64,17 @@ def bare_steps(
 ):
     """The tuned hand loop: forward, loss, backward, step, schedule step; batches are slices of
     one device tensor; no value is read back. (wall, CPU) ms per step."""
-    device = ctx.device
     model.train()
-    start = None
-    for step in range(warmup + steps):
-        if step == warmup:
-            sync(device)
-            start = clocks()
-        x, y = images[step * batch : (step + 1) * batch], labels[step * batch : (step + 1) * batch]
+
+    def step(i):
+        x, y = images[i * batch : (i + 1) * batch], labels[i * batch : (i + 1) * batch]
         loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-    sync(device)
-    end = clocks()
-    return tuple(1000 * (e - s) / steps for s, e in zip(start, end, strict=True))
+
+    return tuple(1000 * s for s in timed_steps(ctx.device, warmup, steps, step))
 
 
 def tiny_bare_steps(ctx: Context, images: torch.Tensor, labels: torch.Tensor, steps: int):

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SPEEDRUN, Context, Section, clocks, fabricate, median, sync
+from common import SPEEDRUN, Context, Section, fabricate, median, sync, timed_steps
 from torch import nn
 
 PRECISIONS = {"fp32": "32", "bf16": "bf16-mixed"}  # ours -> selab's trainer.precision
@@ -93,23 +93,19 @@ def airbench_steps(ctx, images, labels, batch, warmup, steps, precision, widths=
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hyp["label_smoothing"], reduction="none")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     model.train()
-    start = None
-    for step in range(warmup + steps):
-        if step == warmup:
-            sync(device)
-            start = clocks()
-        x, y = images[step * batch : (step + 1) * batch], labels[step * batch : (step + 1) * batch]
+
+    def step(i):
+        x, y = images[i * batch : (i + 1) * batch], labels[i * batch : (i + 1) * batch]
         with autocast:
             loss = loss_fn(model(x), y).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if (step + 1) % 5 == 0:
-            lookahead.update(model, decay=alpha[step + 1].item())
-    sync(device)
-    end = clocks()
-    return tuple((e - s) / steps for s, e in zip(start, end, strict=True))
+        if (i + 1) % 5 == 0:
+            lookahead.update(model, decay=alpha[i + 1].item())
+
+    return timed_steps(device, warmup, steps, step)
 
 
 def plan(text: str) -> tuple[int, int, int]:
