@@ -206,6 +206,7 @@ NOISE = (
     "exists and is not empty",  # the checkpoint folder, on a resume
     "rank_zero_warn(",  # the source line of a warning
     "UserWarning",
+    "dirpath has changed",  # the checkpoint callback, when evaluating into a new run folder
 )
 
 
@@ -233,6 +234,39 @@ def test_console_output_is_free_of_noise_and_ends_with_the_run(tmp_path, imagefo
             .splitlines()[-1]
             .startswith(f"fit: run folder {run_dir}; best val/acc_top1 ")
         )
+    checkpoint = f"logs/{SE_RUN_NAME}/version_0/checkpoints/last.ckpt"
+    result = subprocess.run(
+        [lightning, "validate", f"--ckpt_path={checkpoint}", *QUIET],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [text for text in noise if text in result.stdout + result.stderr] == []
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"validate: run folder logs/{SE_RUN_NAME}/version_1; val/acc_top1 ")
+    )
+
+
+def test_mixed_precision_model_summary_is_quiet():
+    """Under a mixed precision the weights stay float32, so Lightning's 32-bit size estimate in
+    the model summary is right and its warning that it is not is noise."""
+    import warnings
+
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from selab.cli.quiet import quiet_warnings
+
+    model = BoringModel()
+    model.trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_warnings()
+        summary = ModelSummary(model)
+    assert [str(w.message) for w in caught] == []
+    assert summary.model_size == pytest.approx(66 * 4 / 1e6)  # BoringModel: Linear(32, 2)
 
 
 def test_help_is_selabs_own(capsys):

@@ -23,8 +23,8 @@ from .quiet import quiet_warnings
 
 def run(args=None, **kwargs) -> SelabCLI:
     """Run the CLI in-process (``args`` as on the command line) and return it for inspection."""
-    quiet_warnings()
     argv = list(sys.argv[1:] if args is None else args)
+    quiet_warnings(argv[0] if argv and isinstance(argv[0], str) else None)
     if all(isinstance(arg, str) for arg in argv):
         rewritten = with_run_config(argv)
         if rewritten != argv:

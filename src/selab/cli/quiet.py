@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .arguments import EVALUATING
+
 # Warnings about Lightning's and torch's own internals or about choices selab already made.
 QUIET_WARNINGS = (
     # given the command line with a run's config added (with_run_config)
@@ -20,7 +22,15 @@ QUIET_WARNINGS = (
     r".*does not have many workers.*",
     r".*smaller than the logging interval.*",
     r".*The `srun` command is available on your system.*",
+    # mixed precision keeps the weights in float32, which is what the summary then assumes
+    r"Precision \S+-mixed is not supported by the model summary",
+    # the accuracies are logged after their compute(), which already synced them across processes
+    r"It is recommended to use `self.log\('(train|val|test)/acc_",
 )
+
+# Evaluating writes to a new run folder, so the checkpoint callback's best-k record, which only
+# a fit would use, is not carried over.
+QUIET_WARNINGS_EVALUATING = (r"The dirpath has changed from",)
 
 
 # Lightning's info lines that say nothing about this run: an advertisement, the model summary
@@ -45,8 +55,9 @@ def _format_warning(message, category, filename, lineno, line=None, _next=None) 
     return _next(message, category, filename, lineno, line)
 
 
-def quiet_warnings() -> None:
-    for message in QUIET_WARNINGS:
+def quiet_warnings(subcommand: str | None = None) -> None:
+    evaluating = QUIET_WARNINGS_EVALUATING if subcommand in EVALUATING else ()
+    for message in QUIET_WARNINGS + evaluating:
         warnings.filterwarnings("ignore", message=message)
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
