@@ -1,12 +1,14 @@
 """Training at scale through the CLI: exact resume, DDP metric sync, speed switches."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import REPO
@@ -89,6 +91,59 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(in_tmp, imagefolder_root):
         assert torch.equal(
             straight.trainer.callback_metrics[tag], resumed.trainer.callback_metrics[tag]
         ), tag
+
+
+# speedrun94 validates only after its last epoch; small widths, and a whitening bias that freezes
+# after epoch 1, so that the resume crosses the freeze with Lookahead's slow weights restored.
+SPEEDRUN = [
+    "--config", str(REPO / "configs/cifar10/speedrun94.yaml"), "--data.dataset=imagefolder",
+    "--data.batch_size=8", "--data.eval_batch_size=8",
+    "--model.backbone.init_args.widths=[8, 16, 16]",
+    "--model.backbone.init_args.whiten_bias_epochs=1", "--trainer.benchmark=false", *QUIET,
+]  # fmt: skip
+
+
+def speedrun_args(root, name, *extra):
+    return [
+        "fit", *SPEEDRUN, f"--data.root={root}", f"--trainer.logger.init_args.name={name}",
+        "--trainer.logger.init_args.save_dir=logs", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", ["resnet20", "speedrun94"])
+def test_a_run_that_validates_only_at_the_end_can_resume_after_any_epoch(
+    in_tmp, imagefolder_root, recipe
+):
+    """With validation only after the last epoch (as speedrun94 does), last.ckpt is still written
+    at every epoch end: a run killed during epoch 2 resumes from epoch 1's end, bit-exact."""
+    common = [
+        "--trainer.deterministic=true", "--data.val_size=4", "--trainer.max_epochs=3",
+        "--trainer.check_val_every_n_epoch=3",
+    ]  # fmt: skip
+
+    def fit_args(name, *extra):
+        if recipe == "resnet20":
+            return args("fit", imagefolder_root, name, *common, "--model.optimizer.lr=0.05", *extra)
+        return speedrun_args(imagefolder_root, name, *common, *extra)
+
+    straight = run(fit_args("straight"))
+    snapshot = in_tmp / "after_epoch_1.ckpt"
+
+    class KilledDuringEpoch2(Callback):
+        """Copies what a kill during epoch 2 would leave behind."""
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                shutil.copy(Path(trainer.log_dir) / "checkpoints/last.ckpt", snapshot)
+
+    killed = run(fit_args("killed")[1:], run=False)
+    killed.trainer.callbacks.append(KilledDuringEpoch2())
+    killed.trainer.fit(killed.model, datamodule=killed.datamodule)
+    resumed = run(fit_args("resumed", f"--ckpt_path={snapshot}"))
+    assert resumed.trainer.global_step == straight.trainer.global_step == 12  # 3 x 36 // 8
+    expected, got = straight.model.state_dict(), resumed.model.state_dict()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ Lightning 2.6 writes ``last.ckpt`` only at a step where a top-k checkpoint was s
 ("Only save last checkpoint if a checkpoint was actually saved in this step"), so with
 ``save_top_k: 1`` it stays at the best epoch: ``--ckpt_path last`` would resume from there and
 testing ``last.ckpt`` would test the best epoch. This subclass also writes it after every other
-validation (or training epoch end, when that is where checkpoints are saved), and writes
+validation and after every training epoch (also one that did not validate), and writes
 nothing under ``fast_dev_run``, whose ``on_train_end`` Lightning does not guard.
 """
 
@@ -35,8 +35,9 @@ class ModelCheckpoint(LightningModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_missed(trainer)
+        # Also when this epoch did not validate (validation runs before this hook), so that a
+        # run which validates only at its end can still resume from any epoch.
+        self._save_last_if_missed(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:  # "checkpointing is suppressed", but Lightning saves last here
