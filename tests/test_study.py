@@ -110,7 +110,7 @@ def test_the_study_file_is_kept_and_a_different_one_refused(tmp_path):
     path.write_text(path.read_text() + "# a comment changes nothing\n")
     keep_study_file(load_study(path), out)  # the same study
     path.write_text(path.read_text().replace("[0, 1]", "[0, 1, 2]"))
-    with pytest.raises(StudyError, match="holds a different study than .*pass another --out"):
+    with pytest.raises(StudyError, match="holds a different study than .*choose another folder"):
         keep_study_file(load_study(path), out)
     assert "[0, 1]" in kept.read_text()  # untouched
 
@@ -888,6 +888,11 @@ def test_export_run_elsewhere_and_report_merge(tmp_path, monkeypatch, capsys):
     assert study.main(["export", "a", "results/s"]) == 2
     assert "results/s/cells/plain/seed_0 already holds other results" in capsys.readouterr().err
     assert pd.read_csv("results/s/cells/plain/seed_0/metrics.csv")["test/acc_top1"].max() == 0.5
+    other = write_study(tmp_path / "other", GOOD.replace("[0, 1]", "[0, 1, 2]"))
+    keep_study_file(load_study(other), Path("c"))
+    assert study.main(["export", "c", "results/s"]) == 2
+    error = capsys.readouterr().err
+    assert f"results/s/study.yaml holds a different study than {Path('c/study.yaml')}" in error
 
 
 @pytest.mark.slow

@@ -120,8 +120,8 @@ def keep_study_file(study: Study, folder: Path) -> Path:
         existing = read_yaml(target)
         if existing != study.raw:
             raise StudyError(
-                f"{target} holds a different study than {study.path}; keep both: pass another "
-                f"--out, or move {folder} away"
+                f"{target} holds a different study than {study.source or study.path}; keep "
+                f"both: choose another folder for this one, or move {folder} away"
             )
         return target
     folder.mkdir(parents=True, exist_ok=True)
