@@ -19,7 +19,7 @@ on the CPU with tiny sizes (a tiny JPEG folder, one or two steps, narrow network
 the script from rotting.
 
     python benchmarks/device_check.py --data-root device/data --out $OUT   # on the device
-    python benchmarks/device_check.py --smoke --out logs/device-check       # anywhere, ~2 min
+    python benchmarks/device_check.py --smoke --out logs/device-check       # anywhere, under a minute
 """
 
 from __future__ import annotations
