@@ -334,6 +334,21 @@ def test_a_run_with_a_metrics_csv_is_read_from_it(tmp_path):
     assert row["wall time"] == "0:01:01"
 
 
+def test_a_running_run_shows_the_time_it_still_needs(tmp_path):
+    """2 of 5 epochs in 100 s: 150 s left. Only while it runs."""
+    import os
+    import socket
+
+    run = tmp_path / "logs/exp/version_0"
+    write_run(run, [0.2, 0.3])
+    running = {"state": "running", "host": socket.gethostname(), "pid": os.getpid()}
+    selab_runs.update_status(run, "fit", **running, max_epochs=5, epochs=2, seconds=100.0)
+    row = selab_runs.describe(run)
+    assert row["status"] == "running" and row["time left"] == "0:02:30"
+    selab_runs.update_status(run, "fit", state="finished", epochs=5, seconds=250.0)
+    assert selab_runs.describe(run)["time left"] is None
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 
 

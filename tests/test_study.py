@@ -464,16 +464,16 @@ def test_runs_command(tmp_path, capsys):
     runs.update_status(tmp_path / "exp/version_1", "fit", state="finished", argv=argv)
     assert runs.main([str(tmp_path)]) == 0
     out = " ".join(capsys.readouterr().out.split())  # runs of spaces squeezed
-    assert "| exp/version_0 | finished | - | - | 2 | 25.00% | 15.00% | 50.00% | - |" in out
+    assert "| exp/version_0 | finished | - | - | 2 | 25.00% | 15.00% | 50.00% | - | - |" in out
     # a debug preset is not part of the config, as it is not part of the run folder's name
-    assert "| exp/version_1 | finished | resnet20 | - | 1 | 12.50% | 12.50% | - | - |" in out
+    assert "| exp/version_1 | finished | resnet20 | - | 1 | 12.50% | 12.50% | - | - | - |" in out
     assert runs.main([str(tmp_path), "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()  # JSON Lines: one object per run
     records = [json.loads(line) for line in lines]
     assert records[0] == {
         "run": "exp/version_0", "status": "finished", "config": None, "seed": None,
         "epochs": 2, "best_val_acc_top1": 0.25, "final_val_acc_top1": 0.15,
-        "test_acc_top1": 0.5, "wall_time": None,
+        "test_acc_top1": 0.5, "wall_time": None, "time_left": None,
     }  # fmt: skip
     assert records[1]["config"] == "resnet20" and len(records) == 2
     assert runs.main([str(tmp_path / "nothing")]) == 2

@@ -1,4 +1,5 @@
-"""``selab runs``: one row per run folder (status, config, seed, epochs, metrics, wall time)."""
+"""``selab runs``: one row per run folder (status, config, seed, epochs, metrics, wall time and,
+while it runs, the time it still needs)."""
 
 from __future__ import annotations
 
@@ -73,9 +74,10 @@ def describe(run: str | Path, root: str | Path | None = None, metric: str = "val
         values = metrics[metric].dropna() if metric in metrics else values
     lower_is_better = "loss" in metric or "error" in metric
     best = (values.min() if lower_is_better else values.max()) if len(values) else None
+    state = run_state(run, metrics)
     return {
         "run": str(run.relative_to(root)) if root is not None and run != Path(root) else str(run),
-        "status": run_state(run, metrics),
+        "status": state,
         "config": "+".join(configs) or None,
         "seed": config.get("seed_everything"),
         "epochs": epochs_done(metrics),
@@ -83,7 +85,18 @@ def describe(run: str | Path, root: str | Path | None = None, metric: str = "val
         f"final {metric}": None if values.empty else float(values.iloc[-1]),
         "test/acc_top1": final_value(metrics, "test/acc_top1"),
         "wall time": duration_text(fit.get("seconds")),
+        "time left": duration_text(time_left(fit, config)) if state == "running" else None,
     }
+
+
+def time_left(fit: dict, config: dict) -> float | None:
+    """Seconds a running fit still needs at its mean epoch time so far (the epochs and seconds
+    its status recorded together, resumed sessions included), up to ``trainer.max_epochs``."""
+    max_epochs = fit.get("max_epochs") or (config.get("trainer") or {}).get("max_epochs")
+    epochs, seconds = fit.get("epochs"), fit.get("seconds")
+    if not (isinstance(max_epochs, int) and epochs and seconds) or max_epochs <= epochs:
+        return None
+    return seconds / epochs * (max_epochs - epochs)
 
 
 def runs_table(root: str | Path = "logs", pattern: str = "**", metric: str = "val/acc_top1"):
