@@ -662,6 +662,8 @@ def assert_one_finished_cell(out: Path, launcher_pid: int) -> None:
     assert table["n"].tolist() == [1]
 
 
+# Starting a local Ray instance takes most of a minute of CPU: with the slow tests (make test-all).
+@pytest.mark.slow
 def test_ray_launcher_on_a_local_ray_instance(tiny_study, monkeypatch):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     (tiny_study / "study.yaml").write_text("base: base.yaml\narms: {plain: []}\nseeds: [0]\n")
