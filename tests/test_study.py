@@ -220,6 +220,49 @@ def test_fail_fast_stops_launching_cells(monkeypatch, parallel):
     assert sorted(started) == list("abcdef")  # without --fail-fast every cell runs
 
 
+def test_the_slurm_launcher_submits_one_job_per_cell_and_cancels_the_rest_on_failure(
+    monkeypatch, tmp_path
+):
+    """submitit's debug executor runs each job in this process when its result is asked for, so
+    the bookkeeping is tested here without SLURM (the end-to-end run is a slow test)."""
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install -e '.[slurm]')")
+    ran = []
+
+    def fake_run_cell(spec, stop=None):
+        ran.append((spec["arm"], os.environ.get("SUBMITIT_DEBUG_JOB_ID") is not None))
+        return {"arm": spec["arm"], "seed": 0, "ok": spec["arm"] != "b", "log": "x"}
+
+    monkeypatch.setattr(launchers, "run_cell", fake_run_cell)
+    specs = [{"arm": arm, "seed": 0, "folder": "f", "steps": []} for arm in "abc"]
+    launcher = launchers.SlurmLauncher(tmp_path / "submitit", cpus=2, parameters={"timeout_min": 30}, cluster="debug")  # fmt: skip
+    results = []
+    launcher.run(specs, True, results.append)
+    assert ran == [("a", True), ("b", True)]  # each inside a submitit job; c cancelled after b
+    assert [(r["arm"], r["ok"]) for r in results] == [("a", True), ("b", False)]
+    ran.clear()
+    launcher.run(specs, False, results.append)
+    assert [arm for arm, _ in ran] == list("abc")
+
+
+@pytest.mark.parametrize("setting, problem", [
+    ("no_such=1", "Unknown executor 'no' in parameter 'no_such'."),
+    ("timeout_min=soon", 'Parameter "timeout_min" expected type'),
+    ("slurm_no_such=1", "Unknown argument 'no_such' for executor 'slurm'"),
+])  # fmt: skip
+def test_a_wrong_slurm_parameter_is_one_line_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, setting, problem
+):
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install -e '.[slurm]')")
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s", GOOD)
+    argv = ["run", str(path), "--out", "out", "--launcher", "slurm", "--submitit-cluster", "local"]
+    assert study.main([*argv, "--slurm", setting]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith(f"error: --slurm: {problem}")
+    assert err.endswith("submitit's shared parameters are name, timeout_min, mem_gb, nodes, cpus_per_task, gpus_per_node, tasks_per_node, stderr_to_stdout; SLURM's own take the slurm_ prefix (e.g. slurm_partition)")  # fmt: skip
+    assert not Path("out").exists()
+
+
 @pytest.mark.parametrize("launcher, module", [("ray", "ray"), ("slurm", "submitit")])
 def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path, launcher, module):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as when not installed
@@ -575,17 +618,19 @@ def run_study(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_failing_cell_is_reported_and_the_others_finish(tiny_study):
-    """Two cells at a time; the 'broken' arm names an attention that does not exist."""
+def test_a_failing_cell_is_reported_and_the_others_finish(tiny_study, capsys):
+    """Two cells at a time (each in its own process); the 'broken' arm names an attention that
+    does not exist."""
     (tiny_study / "study.yaml").write_text(
         "base: base.yaml\nseeds: [0]\n"
         "arms: {plain: [], broken: [{model.backbone.init_args.attention: no_such_attention}]}\n"
     )
-    done = run_study("run", "study/study.yaml", "--parallel", "2", "--out", "out", "--", "--trainer.max_epochs=1")  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    failure = re.search(r"FAILED: broken/seed_0: fit exited with status (\d+); see out/broken/seed_0/run.log", done.stdout)  # fmt: skip
-    assert failure, done.stdout
-    assert "1 cell(s) failed: broken/seed_0 (out/broken/seed_0/run.log)" in done.stdout
+    code = study.main(["run", "study/study.yaml", "--parallel", "2", "--out", "out", "--", "--trainer.max_epochs=1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1, out
+    failure = re.search(r"FAILED: broken/seed_0: fit exited with status (\d+); see out/broken/seed_0/run.log", out)  # fmt: skip
+    assert failure, out
+    assert "1 cell(s) failed: broken/seed_0 (out/broken/seed_0/run.log)" in out
     assert "no_such_attention" in Path("out/broken/seed_0/run.log").read_text()
     failed = runs.read_status("out/broken/seed_0")["fit"]
     assert failed["state"] == "failed" and failed["exception"] == f"exit status {failure.group(1)}"
@@ -677,6 +722,8 @@ def test_ray_launcher_on_a_local_ray_instance(tiny_study, monkeypatch):
     assert_one_finished_cell(Path("out"), os.getpid())
 
 
+# submitit's local executor starts a job process per cell: with the slow tests (make test-all).
+@pytest.mark.slow
 def test_slurm_launcher_through_submitits_local_executor(tiny_study):
     pytest.importorskip("submitit", reason="submitit is not installed (pip install -e '.[slurm]')")
     (tiny_study / "study.yaml").write_text("base: base.yaml\narms: {plain: []}\nseeds: [0]\n")

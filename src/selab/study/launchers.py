@@ -196,16 +196,27 @@ class SlurmLauncher:
             )
         self.folder, self.cluster = folder, cluster
         self.parameters = {"cpus_per_task": cpus, "gpus_per_node": gpus, **(parameters or {})}
+        self._check_parameters()
+
+    def _check_parameters(self) -> None:
+        """submitit's own check of every parameter, before anything is written (its debug
+        executor, unlike the others, creates no folder)."""
+        executor = self.submitit.AutoExecutor(folder=str(self.folder), cluster="debug")
+        try:
+            executor.update_parameters(**self.parameters)
+        except (ValueError, TypeError, NameError, AssertionError) as error:
+            shared = ", ".join(self.submitit.AutoExecutor._typed_parameters())
+            raise StudyError(
+                f"--slurm: {str(error).splitlines()[0]} submitit's shared parameters are {shared}; "
+                "SLURM's own take the slurm_ prefix (e.g. slurm_partition)"
+            ) from None
 
     def describe(self) -> str:
         return f"submitit ({self.cluster}), jobs in {self.folder}"
 
     def run(self, specs: Iterable[dict], fail_fast: bool, on_result: OnResult) -> None:
         executor = self.submitit.AutoExecutor(folder=str(self.folder), cluster=self.cluster)
-        try:
-            executor.update_parameters(**self.parameters)
-        except (ValueError, TypeError) as error:
-            raise StudyError(f"--slurm: {error}") from None
+        executor.update_parameters(**self.parameters)
         jobs = {}
         for spec in specs:
             executor.update_parameters(name=cell_label(spec["arm"], spec["seed"]).replace("/", "-"))
