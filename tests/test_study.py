@@ -869,7 +869,7 @@ def test_plateaus_and_divergence_are_flagged(tmp_path):
     text[-2] = text[-2].replace("0.9,", "nan,")  # val/loss of the last epoch
     metrics.write_text("\n".join(text) + "\n")
     assert runs.diverged(metrics.parent) and not runs.diverged(cellplan.cell_dir(out, "plain", 1))
-    cells, _ = results.collect(s, out)
+    cells, curves = results.collect(s, out)
     table = cells.set_index(["arm", "seed"])
     assert table.loc[("plain", 0), "chance epochs"] == 3
     assert table.loc[("plain", 0), "flags"] == "never left chance"
@@ -879,8 +879,16 @@ def test_plateaus_and_divergence_are_flagged(tmp_path):
     )
     summary = results.summarise(s, cells)
     assert summary.set_index(["quantity", "arm"]).loc[("test/acc_top1", "plain"), "seeds"] == "0: 10.00*, 1: 45.00"  # fmt: skip
-    text = results.markdown(s, cells, summary)
+    text = results.markdown(s, cells, summary, curves)
     assert "- `plain/seed_0` (finished): never left chance, 3 of 3 epochs at chance level." in text
+    assert text.endswith(
+        "## val/acc_top1 after every epoch (%)\n\n"
+        "|   epoch |   plain s0 |   plain s1 |   se s0 |\n"
+        "|--------:|-----------:|-----------:|--------:|\n"
+        "|       1 |      10.00 |      10.00 |   30.00 |\n"
+        "|       2 |      10.50 |      11.00 |   10.00 |\n"
+        "|       3 |      10.00 |      45.00 |   10.00 |\n"
+    )
 
 
 def fabricate_cell(study_, out, arm, seed, val, settings=(), extra=()):

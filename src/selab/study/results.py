@@ -8,7 +8,8 @@ Writes into the study folder, each file to a temporary name and then renamed ove
   recipe), training time, commit, hardware and folder.
 - ``results.csv``: one row per (number, arm): n, mean, std, 95% t-interval, min, max, the paired
   difference to the baseline with its interval, the published number and the difference to it.
-- ``results.md``: the same as Markdown tables.
+- ``results.md``: the same as Markdown tables, then every cell's learning curve (the metric
+  after each epoch) when it was logged for more than one epoch.
 - ``results.png``: per arm every seed's value with the mean and its 95% interval (published
   numbers as crosses), and the learning curves per arm.
 
@@ -207,8 +208,8 @@ def _signed(value) -> str | None:
     return None if value is None or _isnan(value) else f"{value:+.2f}"
 
 
-def markdown(study: Study, cells, summary) -> str:
-    """``results.md``: one table per reported number, then the cells."""
+def markdown(study: Study, cells, summary, curves=None) -> str:
+    """``results.md``: one table per reported number, then the cells and their curves."""
     import pandas as pd
 
     unit = "%" if study.units == "percent" else ""
@@ -262,7 +263,30 @@ def markdown(study: Study, cells, summary) -> str:
     formats = {q: "{:.2f}" for q in study.quantities}
     formats.update({"seed": "{}", "chance epochs": "{:.0f}"})
     lines += ["## Cells", "", to_markdown(shown, formats), ""]
+    lines += _curves_table(study, curves or {})
     return "\n".join(lines)
+
+
+def _curves_table(study: Study, curves) -> list[str]:
+    """The learning curves as a table, epoch by cell, when any has two epochs or more (a recipe
+    that validates once has nothing to show here but the cells table)."""
+    import pandas as pd
+
+    if not any(len(curve) > 1 for curve in curves.values()):
+        return []
+    arms = list(study.arms)
+    ordered = sorted(curves, key=lambda cell: (arms.index(cell[0]), cell[1]))
+    table = pd.DataFrame({f"{arm} s{seed}": curves[(arm, seed)] for arm, seed in ordered})
+    table.index = table.index + 1
+    table = table.rename_axis("epoch").reset_index()
+    formats = {column: "{:.2f}" for column in table.columns[1:]}
+    unit = " (%)" if study.units == "percent" else ""
+    return [
+        f"## {curve_metric(study)} after every epoch{unit}",
+        "",
+        to_markdown(table, formats),
+        "",
+    ]
 
 
 def _notes(study: Study, cells, summary) -> list[str]:
@@ -365,7 +389,7 @@ def write_report(study: Study, out: str | Path, results: list[str | Path] = ()) 
     out = Path(out)
     cells, curves = collect(study, out, results)
     summary = summarise(study, cells)
-    text = markdown(study, cells, summary)
+    text = markdown(study, cells, summary, curves)
     fig = figure(study, cells, summary, curves)
     return {
         "cells": _replace(out / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
