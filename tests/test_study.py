@@ -841,7 +841,7 @@ def test_the_report_labels_smoke_cells_and_keeps_them_from_published_numbers(tmp
         cell.identity.recipe = {"max_epochs": 3}
         cell_identity.write(cell.folder, cell.identity, cell.fit_args())
         write_metrics(cell.folder, [0.4], test=0.4)
-    cells, _ = results.collect(s, out)
+    cells, curves = results.collect(s, out)
     plain = cells[cells["arm"] == "plain"].set_index("seed")
     assert plain.loc[0, "arguments"] == "-- --trainer.max_epochs=1"
     assert plain.loc[0, "flags"] == "short: 1 of the recipe's 3 epochs"
@@ -849,8 +849,9 @@ def test_the_report_labels_smoke_cells_and_keeps_them_from_published_numbers(tmp
     row = summary.set_index(["quantity", "arm"]).loc[("test/acc_top1", "plain")]
     assert row["n"] == 2 and row["mean"] == pytest.approx(40) and row["short cells"] == 2
     assert row["diff published"] is None or math.isnan(row["diff published"])
-    text = results.markdown(s, cells, summary)
+    text = results.markdown(s, cells, summary, curves)
     assert "- `plain` is not set against its published 50.00: 2 of its finished cells trained less than the recipe." in text  # fmt: skip
+    assert "after every epoch" not in text  # one validation each: no curves table
     assert "- `plain/seed_0` ran with arguments beyond the study file: `-- --trainer.max_epochs=1`." in text  # fmt: skip
 
 

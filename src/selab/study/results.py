@@ -204,6 +204,10 @@ def _interval(low, high) -> str | None:
     return f"[{low:.2f}, {high:.2f}]"
 
 
+def _axis_unit(study: Study) -> str:
+    return " (%)" if study.units == "percent" else ""
+
+
 def _signed(value) -> str | None:
     return None if value is None or _isnan(value) else f"{value:+.2f}"
 
@@ -280,9 +284,8 @@ def _curves_table(study: Study, curves) -> list[str]:
     table.index = table.index + 1
     table = table.rename_axis("epoch").reset_index()
     formats = {column: "{:.2f}" for column in table.columns[1:]}
-    unit = " (%)" if study.units == "percent" else ""
     return [
-        f"## {curve_metric(study)} after every epoch{unit}",
+        f"## {curve_metric(study)} after every epoch{_axis_unit(study)}",
         "",
         to_markdown(table, formats),
         "",
@@ -354,7 +357,7 @@ def figure(study: Study, cells, summary, curves):
         left.text(0.5, 0.5, what, transform=left.transAxes, ha="center", va="center")
     left.set_xticks(range(len(arms)), arms)
     left.set_xlim(-0.6, len(arms) - 0.3)
-    left.set_ylabel(quantity + (" (%)" if study.units == "percent" else ""))
+    left.set_ylabel(quantity + _axis_unit(study))
     left.set_title("seeds (dots), mean ± 95% CI (black), published (red x)", fontsize=9)
     for arm, colour in zip(arms, colours, strict=True):
         mine = [curve for (a, _), curve in curves.items() if a == arm]
@@ -369,7 +372,7 @@ def figure(study: Study, cells, summary, curves):
                 mean.index + 1, mean.to_numpy(), color=colour, lw=2, marker=marker, ms=3, label=arm
             )
     right.set_xlabel("epoch")
-    right.set_ylabel(curve_metric(study) + (" (%)" if study.units == "percent" else ""))
+    right.set_ylabel(curve_metric(study) + _axis_unit(study))
     right.set_title("learning curves: each seed (thin), mean over seeds (thick)", fontsize=9)
     if right.get_legend_handles_labels()[0]:
         right.legend(fontsize=8)
