@@ -4,6 +4,8 @@ subprocess) with the local, Ray and submitit launchers."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -618,6 +620,7 @@ def run_study(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.long
 def test_a_failing_cell_is_reported_and_the_others_finish(tiny_study, capsys):
     """Two cells at a time (each in its own process); the 'broken' arm names an attention that
     does not exist."""
@@ -796,6 +799,7 @@ def test_a_cell_run_with_other_arguments_is_never_counted(tmp_path, monkeypatch,
     assert plan[0].action == cellplan.NEW and [n for n, _ in plan[0].steps] == ["fit", "test"]
 
 
+@pytest.mark.long
 def test_a_fit_stopped_before_its_first_checkpoint_is_moved_aside_not_logged_beside(
     tiny_study, capsys
 ):
@@ -878,6 +882,9 @@ def test_plateaus_and_divergence_are_flagged(tmp_path):
     assert (
         table.loc[("se", 0), "chance epochs"] == 2 and table.loc[("se", 0), "flags"] == "diverged"
     )
+    # cells.csv keeps whole epochs as integers beside the missing cells (plain 2, se 1 and 2)
+    written = csv.DictReader(io.StringIO(cells.to_csv(index=False)))
+    assert [row["chance epochs"] for row in written] == ["3", "2", "2", "", "", ""]
     summary = results.summarise(s, cells)
     assert summary.set_index(["quantity", "arm"]).loc[("test/acc_top1", "plain"), "seeds"] == "0: 10.00*, 1: 45.00"  # fmt: skip
     text = results.markdown(s, cells, summary, curves)

@@ -146,6 +146,8 @@ def collect(study: Study, out: str | Path, results: list[str | Path] = ()):
     for column in extra:
         if column not in cells:
             cells[column] = None
+    # whole epochs stay integers in cells.csv when some cells are missing (nullable, not NaN)
+    cells["chance epochs"] = cells["chance epochs"].astype("Int64")
     columns = ["arm", "seed", "status", "epochs", *study.quantities, *extra]
     return cells[columns], curves
 
@@ -295,6 +297,8 @@ def _curves_table(study: Study, curves) -> list[str]:
 def _notes(study: Study, cells, summary) -> list[str]:
     """Plain sentences on what the tables cannot show: flagged cells, cells shorter than the
     recipe (kept away from the published numbers), cells run with extra arguments."""
+    import pandas as pd
+
     lines = []
     flagged = cells[[isinstance(f, str) and f != "" for f in cells["flags"]]]
     for _, row in flagged.iterrows():
@@ -302,7 +306,7 @@ def _notes(study: Study, cells, summary) -> list[str]:
         at_chance = row["chance epochs"]
         chance = (
             f", {int(at_chance)} of {row['epochs']} epochs at chance level"
-            if at_chance is not None and not _isnan(at_chance)
+            if not pd.isna(at_chance)
             else ""
         )
         lines.append(f"- `{label}` ({row['status']}): {row['flags']}{chance}.")
