@@ -25,12 +25,6 @@ torch.set_num_threads(1)
 os.environ.pop("MAKELEVEL", None)
 
 
-def pytest_collection_modifyitems(items):
-    """The long tests first: pytest-xdist hands tests to its workers in this order, and a long one
-    handed out last would keep one worker busy while the others sit idle."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
-
 @pytest.fixture
 def cifar10_root(tmp_path, monkeypatch):
     root = tmp_path / "data"

@@ -37,7 +37,6 @@ def scalar_tags(log_dir: Path) -> set[str]:
     return set(events.Tags()["scalars"])
 
 
-@pytest.mark.long
 def test_fit_test_and_load_from_checkpoint(in_tmp, imagefolder_root):
     cli = run(fit_args(imagefolder_root))
     log_dir = Path(cli.trainer.log_dir).resolve()
@@ -80,7 +79,6 @@ def test_fit_test_and_load_from_checkpoint(in_tmp, imagefolder_root):
     torch.testing.assert_close(model(images), reference(images))
 
 
-@pytest.mark.long
 def test_short_training_really_learns(in_tmp, tmp_path):
     root = tmp_path / "learnable"
     write_imagefolder(root, n_train=400, n_test=100, size=16)
@@ -100,7 +98,6 @@ def test_short_training_really_learns(in_tmp, tmp_path):
     assert val_acc[-1] > 0.6, val_acc  # chance is 0.1
 
 
-@pytest.mark.long
 def test_resume_last_continues_the_same_run(in_tmp, imagefolder_root):
     first = run(fit_args(imagefolder_root))
     log_dir = Path(first.trainer.log_dir)
@@ -138,7 +135,6 @@ def test_wrong_config_key_is_rejected_by_name(in_tmp, imagefolder_root):
         run(fit_args(imagefolder_root, "--model.backbone.init_args.attention=sse"))
 
 
-@pytest.mark.long
 def test_console_scripts(tmp_path):
     bin_dir = Path(sys.executable).parent
     for command in (
@@ -150,7 +146,6 @@ def test_console_scripts(tmp_path):
         assert "fit" in result.stdout
 
 
-@pytest.mark.long
 def test_console_reports_missing_data_in_one_line(tmp_path):
     lightning = str(Path(sys.executable).parent / "lightning")
     command = [lightning, "fit", *SE_ARGS, "--data.download=false", *QUIET]
@@ -215,7 +210,6 @@ NOISE = (
 )
 
 
-@pytest.mark.long
 def test_console_output_is_free_of_noise_and_ends_with_the_run(tmp_path, imagefolder_root):
     """A fit and its resume print what matters: no Lightning chatter, selab's warnings on one
     line, and last the run folder with its best metric."""
@@ -279,7 +273,6 @@ def test_mixed_precision_model_summary_is_quiet():
     assert summary.model_size == pytest.approx(66 * 4 / 1e6)  # BoringModel: Linear(32, 2)
 
 
-@pytest.mark.long
 def test_help_is_selabs_own(capsys):
     from selab.cli import main
 

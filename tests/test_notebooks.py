@@ -56,7 +56,6 @@ def outputs(notebook) -> tuple[str, int]:
     return "\n".join(" ".join(line.split()) for line in lines), images
 
 
-@pytest.mark.long
 def test_analyze_checkpoint_report_end_to_end(tiny_run, kernel_env, tmp_path, monkeypatch, capfd):
     """`make report` (python -m selab.report) on the tiny run's last checkpoint."""
     monkeypatch.chdir(tmp_path)

@@ -55,7 +55,6 @@ def last_scalar(log_dir, tag):
     return events.Scalars(tag)[-1].value
 
 
-@pytest.mark.long
 def test_resume_at_an_epoch_boundary_is_bit_exact(in_tmp, imagefolder_root):
     """2 epochs straight == 1 epoch, stop, resume with --ckpt_path last to epoch 2.
 
@@ -186,7 +185,6 @@ def test_ddp_on_two_cpu_processes_logs_the_single_process_metrics(in_tmp, tmp_pa
     assert abs(shard_acc - ddp_acc) > 1e-3
 
 
-@pytest.mark.long
 def test_speed_switches_from_the_command_line(in_tmp, imagefolder_root):
     """bf16 autocast, channels_last, torch.compile (eager backend: no compiler in tests),
     gradient accumulation and the EMA callback, all from flags; checkpoints stay plain."""

@@ -620,7 +620,6 @@ def run_study(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.long
 def test_a_failing_cell_is_reported_and_the_others_finish(tiny_study, capsys):
     """Two cells at a time (each in its own process); the 'broken' arm names an attention that
     does not exist."""
@@ -799,7 +798,6 @@ def test_a_cell_run_with_other_arguments_is_never_counted(tmp_path, monkeypatch,
     assert plan[0].action == cellplan.NEW and [n for n, _ in plan[0].steps] == ["fit", "test"]
 
 
-@pytest.mark.long
 def test_a_fit_stopped_before_its_first_checkpoint_is_moved_aside_not_logged_beside(
     tiny_study, capsys
 ):
