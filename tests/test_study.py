@@ -1029,3 +1029,82 @@ def test_a_figure_without_finished_values_says_so(tmp_path):
     assert [t.get_text() for t in fig.axes[0].texts] == [
         "no finished cell has val/acc_top1 last 2 mean"
     ]
+
+
+def test_the_value_a_cell_command_line_gives_a_key():
+    given = cell_identity.given
+    assert given("trainer.precision", ["data.root=/a"], []) is None
+    assert given("trainer.precision", ["trainer.precision=32"], []) == "32"
+    extra = ["--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed"]
+    assert given("trainer.precision", ["trainer.precision=32"], extra) == "bf16-mixed"  # later
+    assert given("trainer.precision", [], ["--trainer.precision=16-mixed"]) == "16-mixed"
+    assert given("trainer.precision", [], ["--trainer.precision"]) is None  # no value follows
+
+
+BF16_STUDY = """
+    base: base.yaml
+    arms: {plain: []}
+    seeds: [0]
+"""
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
+def test_a_cell_trained_in_another_precision_than_this_machine_gives_is_never_counted(
+    tmp_path, monkeypatch, capsys, native
+):
+    """A bf16 recipe trains in float32 on a CPU without native bf16 (selab.precision), so a bf16
+    cell exported from a machine that has it is not counted on one that lacks it, and the other
+    way round; `--set cpu_bf16=always` (bf16 anyway) and remote launchers count it."""
+    from selab import precision
+
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s", BF16_STUDY)
+    (tmp_path / "s/base.yaml").write_text("trainer: {precision: bf16-mixed, max_epochs: 2}\n")
+    s = load_study(path)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    cell = cellplan.plan(s, Path("a"), ["data.root=/a"], [], ["plain"], [0])[0]
+    assert cell.precision == ("bf16-mixed" if native else "32-true")
+    assert cell.identity.recipe == {"max_epochs": 2, "limit_train_batches": None, "precision": "bf16-mixed"}  # fmt: skip
+    folder = fabricate_cell(s, "a", "plain", 0, [0.3, 0.5], ["data.root=/a"])
+    trained = cell.precision
+    (folder / runs.CONFIG).write_text(f"trainer:\n  precision: {trained}\ncpu_bf16: native\n")
+    keep_study_file(s, Path("a"))
+    assert study.main(["export", "a", "results/s"]) == 0
+    capsys.readouterr()
+
+    # the other machine
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: not native)
+    other = "32-true" if native else "bf16-mixed"
+    args = ["run", str(path), "--out", "b", "--results", "results/s", "--set", "data.root=/b", "--dry-run"]  # fmt: skip
+    assert study.main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: plain/seed_0 in results/s cannot be counted: it trained in {trained}, this "
+        f"command trains in {other} on this machine; pass another --results (committed cells "
+        "are never replaced)\n"
+    )
+    assert study.main(["run", str(path), "--out", "a", "--dry-run"]) == 2  # its own folder too
+    assert "cannot be reused: it trained in" in capsys.readouterr().err
+    counted = "plain/seed_0: finished in the results folder, skipped"
+    if native:  # bf16 on the CPU without it, as the cell trained
+        assert study.main([*args, "--set", "data.root=/b", "cpu_bf16=always"]) == 0
+        assert counted in capsys.readouterr().out
+    remote = cellplan.plan(s, Path("b"), ["data.root=/b"], [], results=Path("results/s"), here=False)  # fmt: skip
+    assert remote[0].action == cellplan.COMMITTED and remote[0].precision is None
+
+
+def test_the_report_flags_a_cell_trained_in_another_precision_than_asked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s", BF16_STUDY.replace("[0]", "[0, 1]"))
+    (tmp_path / "s/base.yaml").write_text("trainer: {precision: bf16-mixed}\n")
+    s = load_study(path)
+    for seed, trained in [(0, "bf16-mixed"), (1, "32-true")]:
+        folder = fabricate_cell(s, "out", "plain", seed, [0.3, 0.5])
+        (folder / runs.CONFIG).write_text(f"trainer: {{precision: {trained}}}\n")
+    cells, _ = results.collect(s, "out")
+    assert cells["flags"].tolist() == ["", "precision: trained in 32-true, its arguments ask bf16-mixed"]  # fmt: skip
+    asked32 = fabricate_cell(s, "out32", "plain", 0, [0.3, 0.5], ["trainer.precision=32"])
+    (asked32 / runs.CONFIG).write_text("trainer: {precision: 32}\n")
+    assert results.collect(s, "out32")[0]["flags"].tolist()[0] == ""

@@ -17,6 +17,8 @@ import torch
 
 CpuBf16 = Literal["native", "always"]
 FLOAT32 = "32-true"
+# Lightning's short precision names and the full ones it turns them into.
+_FULL_NAMES = {"64": "64-true", "32": FLOAT32, "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -31,6 +33,17 @@ def runs_on_cpu(accelerator: object) -> bool:
         mps = getattr(torch.backends, "mps", None)
         return not (torch.cuda.is_available() or (mps is not None and mps.is_available()))
     return accelerator == "cpu"
+
+
+def full_name(precision: object) -> str:
+    """A precision setting by Lightning's full name; None (not set) is Lightning's default.
+
+    >>> full_name(32), full_name("bf16"), full_name(None), full_name("bf16-mixed")
+    ('32-true', 'bf16-mixed', '32-true', 'bf16-mixed')
+    """
+    if precision is None:
+        return FLOAT32
+    return _FULL_NAMES.get(str(precision), str(precision))
 
 
 def is_bf16(precision: object) -> bool:

@@ -6,8 +6,11 @@ is an ordinary run folder (see :mod:`selab.runs`), plus ``cell.json``, what it w
 (:mod:`.identity`). Whether a cell runs, resumes or is skipped is decided from that folder: test
 results present -> done; ``last.ckpt`` present -> resume the fit from it (or only test, when the
 fit had finished); else a new fit. A folder whose ``cell.json`` differs from what the command
-would run is a conflict, never reused. Cells exported to a results folder
-(``<results>/cells/<arm>/seed_<seed>/``, :mod:`.evidence`) with the same identity count as done.
+would run is a conflict, never reused, and so is one that trained in another precision than the
+command trains in on this machine (a bf16 recipe trains in float32 on a CPU without native bf16,
+:mod:`selab.precision`; the run's ``config.yaml`` records the precision it used). Cells exported to
+a results folder (``<results>/cells/<arm>/seed_<seed>/``, :mod:`.evidence`) with the same identity
+count as done.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs
+from ..precision import full_name, training_precision
 from . import identity as cell_identity
 from .identity import CellIdentity, first_difference
 from .spec import Arm, Study, StudyError
@@ -98,6 +102,7 @@ class Cell:
     steps: list[tuple[str, list[str]]] = field(default_factory=list)
     conflict: str | None = None  # how the folder's recorded cell differs from this one
     committed: Path | None = None  # the exported cell that makes this one done
+    precision: str | None = None  # what its fit trains in here; None: decided where it runs
 
     @property
     def label(self) -> str:
@@ -162,15 +167,49 @@ def decide(folder: Path) -> str:
     return NEW
 
 
-def conflict(folder: Path, current: CellIdentity, action: str) -> str | None:
-    """How the cell recorded in ``folder`` differs from ``current`` (None: the same, or nothing
-    recorded and nothing run yet)."""
+def asked(study: Study, arm: str, key: str, settings: list[str], extra: list[str]) -> Any:
+    """The value a cell's command gives the dotted ``key``: its command line's, else its configs'
+    and the study's overrides'; None where nothing sets it."""
+    value = cell_identity.given(key, settings, extra)
+    return value if value is not None else study.configured(arm, key)
+
+
+def asked_precision(study: Study, arm: str, settings: list[str], extra: list[str]) -> str:
+    """The precision a cell's arguments ask for, by Lightning's full name."""
+    return full_name(asked(study, arm, "trainer.precision", settings, extra))
+
+
+def precision_here(study: Study, arm: str, settings: list[str], extra: list[str]) -> str:
+    """The precision a cell's fit trains in on this machine (see :mod:`selab.precision`)."""
+    accelerator = asked(study, arm, "trainer.accelerator", settings, extra)
+    cpu_bf16 = asked(study, arm, "cpu_bf16", settings, extra) or "native"
+    chosen, _ = training_precision(
+        asked_precision(study, arm, settings, extra), accelerator, cpu_bf16
+    )
+    return full_name(chosen)
+
+
+def trained_precision(folder: Path) -> str | None:
+    """The precision the cell's fit trained in, from its ``config.yaml``; None before its fit."""
+    config = runs.read_config(folder)
+    return full_name((config.get("trainer") or {}).get("precision")) if config else None
+
+
+def conflict(
+    folder: Path, current: CellIdentity, action: str, precision: str | None = None
+) -> str | None:
+    """How the cell recorded in ``folder`` differs from ``current`` or, when ``precision`` is
+    given, trained in another precision (None: the same, or nothing recorded and nothing run)."""
     recorded = cell_identity.read(folder)
     if recorded is None:
         if action == NEW:
             return None
         return "it was run without a record of its arguments (cell.json)"
-    return first_difference(recorded, current)
+    difference = first_difference(recorded, current)
+    trained = trained_precision(folder)
+    if difference is None and precision is not None and trained not in (None, precision):
+        return f"it trained in {trained}, this command trains in {precision} on this machine"
+    return difference
 
 
 def plan(
@@ -181,10 +220,12 @@ def plan(
     arms: list[str] | None = None,
     seeds: list[int] | None = None,
     results: Path | None = None,
+    here: bool = True,
 ) -> list[Cell]:
     """Every cell to consider, seed by seed (all arms of the first seed first, so paired
     comparisons are available early), with what its folder says to do and, where the folder or
-    ``results`` holds the cell run differently, the conflict."""
+    ``results`` holds the cell run differently, the conflict. ``here``: the cells run on this
+    machine, so the precision they train in is known and compared."""
     cells = []
     for seed in seeds if seeds is not None else study.seeds:
         for name in arms if arms is not None else study.arms:
@@ -196,14 +237,19 @@ def plan(
             cell.identity = CellIdentity.build(
                 name, seed, [*study.base, *arm.configs], {**study.overrides, **arm.overrides},
                 list(settings), list(extra), shown=display_path,
-                recipe={key: study.configured(name, f"trainer.{key}") for key in RECIPE_LENGTH},
+                recipe={
+                    **{key: study.configured(name, f"trainer.{key}") for key in RECIPE_LENGTH},
+                    "precision": asked_precision(study, name, list(settings), list(extra)),
+                },
             )  # fmt: skip
+            if here:
+                cell.precision = precision_here(study, name, list(settings), list(extra))
             cell.action = decide(folder)
-            cell.conflict = conflict(folder, cell.identity, cell.action)
+            cell.conflict = conflict(folder, cell.identity, cell.action, cell.precision)
             if results is not None and cell.action != DONE:
                 exported = exported_dir(results, name, seed)
                 if runs.has_test_results(exported):
-                    difference = conflict(exported, cell.identity, DONE)
+                    difference = conflict(exported, cell.identity, DONE, cell.precision)
                     if difference is None:
                         cell.action, cell.committed, cell.conflict = COMMITTED, exported, None
                     else:

@@ -203,7 +203,8 @@ def run_study(args, extra: list[str]) -> int:
     settings = _settings(args.settings)
     arms, seeds = _subset(study, args.arms, args.seeds)
     launcher = _launcher(args, out)
-    plan = cellplan.plan(study, out, settings, extra, arms, seeds, results)
+    here = args.launcher == "local"  # ray and slurm decide the precision where the cells run
+    plan = cellplan.plan(study, out, settings, extra, arms, seeds, results, here)
     if not args.rerun:
         _resolve_conflicts(plan, out, rerun=False)  # stops at the first conflict
     if not args.dry_run:

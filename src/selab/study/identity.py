@@ -4,7 +4,9 @@ A cell's identity is the content of its config files (base, then arm), the study
 dotted overrides, the ``--set`` values and the arguments after ``--``. The seed and the arm are
 the cell's folder. A config's content is hashed from its parsed YAML, so comments and layout do
 not count; ``data.root`` is recorded but not compared (the same dataset lives in different places
-on different machines). Code changes are not part of it: ``status.json`` records the commit.
+on different machines), nor is ``cpu_bf16``: what it changes, the precision a cell trains in, is
+compared on its own (:func:`selab.study.cells.conflict`). Code changes are not part of it:
+``status.json`` records the commit.
 
 A finished cell is reused only when its recorded identity equals what the current command would
 run; otherwise :func:`first_difference` says what differs.
@@ -21,8 +23,9 @@ from typing import Any
 import yaml
 
 CELL_FILE = "cell.json"
-# Settings that say where things are, not what they are: recorded, not compared.
-LOCATION_KEYS = ("data.root",)
+# Settings recorded but not compared: where the data is, and whether a CPU without native bf16
+# trains in it anyway (the precision a cell trained in is compared by itself).
+UNCOMPARED_KEYS = ("data.root", "cpu_bf16")
 
 
 def content_hash(path: str | Path) -> str:
@@ -35,8 +38,26 @@ def content_hash(path: str | Path) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _is_location(setting: str) -> bool:
-    return setting.partition("=")[0].removeprefix("--") in LOCATION_KEYS
+def _is_uncompared(setting: str) -> bool:
+    return setting.partition("=")[0].removeprefix("--") in UNCOMPARED_KEYS
+
+
+def given(key: str, settings: list[str], extra: list[str]) -> str | None:
+    """The value a cell's command line gives the dotted ``key``: the last of ``--set KEY=VALUE``
+    and, after ``--``, ``--KEY=VALUE`` or ``--KEY VALUE`` (which come later in the command);
+    None when neither sets it."""
+    value = None
+    for setting in settings:
+        name, _, text = setting.partition("=")
+        if name.removeprefix("--") == key:
+            value = text
+    flag = f"--{key}"
+    for index, arg in enumerate(extra):
+        if arg == flag and index + 1 < len(extra):
+            value = extra[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.partition("=")[2]
+    return value
 
 
 @dataclass
@@ -50,7 +71,8 @@ class CellIdentity:
     settings: list[str] = field(default_factory=list)  # --set KEY=VALUE
     extra: list[str] = field(default_factory=list)  # after --
     # The recipe's length (trainer.max_epochs, trainer.limit_train_batches) as the study's configs
-    # set it: recorded for the report, not compared (the configs' content is).
+    # set it, and the precision the cell's arguments ask for: recorded for the report, not
+    # compared (the configs' content and the arguments are).
     recipe: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -88,7 +110,7 @@ class CellIdentity:
         """What equality is decided on, in order: (what it is, its text)."""
         items = [(f"config {Path(c['path']).name}", c["sha256"]) for c in self.configs]
         items += [("study override", o) for o in self.overrides]
-        items += [("--set", s) for s in self.settings if not _is_location(s)]
+        items += [("--set", s) for s in self.settings if not _is_uncompared(s)]
         if self.extra:
             items.append(("arguments after --", " ".join(self.extra)))
         return items
@@ -96,7 +118,7 @@ class CellIdentity:
     def differences_from_study(self) -> str:
         """What this cell adds to the study file: its ``--set`` values (locations left out) and
         its arguments after ``--``; '' for a cell run as the study file says."""
-        parts = [f"--set {s}" for s in self.settings if not _is_location(s)]
+        parts = [f"--set {s}" for s in self.settings if not _is_uncompared(s)]
         if self.extra:
             parts.append("-- " + " ".join(self.extra))
         return " ".join(parts)

@@ -5,7 +5,8 @@ Writes into the study folder, each file to a temporary name and then renamed ove
 - ``cells.csv``: one row per (arm, seed): status, epochs, each reported number, the arguments the
   cell added to the study file (``--set`` values and arguments after ``--``: a smoke cell shows
   them), epochs spent at chance level, flags (never left chance, diverged, shorter than the
-  recipe), training time, commit, hardware and folder.
+  recipe, trained in another precision than its arguments ask: a bf16 recipe on a CPU without
+  native bf16), training time, commit, hardware and folder.
 - ``results.csv``: one row per (number, arm): n, mean, std, 95% t-interval, min, max, the paired
   difference to the baseline with its interval, the published number and the difference to it.
 - ``results.md``: the same as Markdown tables, then every cell's learning curve (the metric
@@ -36,6 +37,7 @@ from .stats import paired_difference, summarize
 
 CHANCE_MARGIN = 0.01  # an epoch within 1 point of 1/classes is at chance level
 NEVER_LEFT_CHANCE, DIVERGED, SHORT = "never left chance", "diverged", "short"
+PRECISION = "precision"
 
 CELLS_CSV, RESULTS_CSV, RESULTS_MD, RESULTS_PNG = (
     "cells.csv",
@@ -133,6 +135,10 @@ def collect(study: Study, out: str | Path, results: list[str | Path] = ()):
             short = _shortened(recorded.recipe if recorded else {}, folder, row["epochs"])
             if short:
                 flags.append(f"{SHORT}: {short}")
+            wanted = recorded.recipe.get("precision") if recorded else None
+            trained = cellplan.trained_precision(folder)
+            if wanted and trained and trained != wanted:
+                flags.append(f"{PRECISION}: trained in {trained}, its arguments ask {wanted}")
             row["flags"] = "; ".join(flags)
             row["fit seconds"] = fit.get("seconds")
             row["commit"] = fit.get("commit")
