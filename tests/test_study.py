@@ -1041,6 +1041,18 @@ def test_the_value_a_cell_command_line_gives_a_key():
     assert given("trainer.precision", [], ["--trainer.precision"]) is None  # no value follows
 
 
+def test_the_value_a_config_after_the_double_dash_gives_a_key(tmp_path):
+    given = cell_identity.given
+    fp32 = tmp_path / "fp32.yaml"
+    fp32.write_text("trainer: {precision: 32}\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("trainer: {max_epochs: 1}\n")
+    assert given("trainer.precision", [], ["--config", str(fp32)]) == 32
+    assert given("trainer.precision", [], [f"--config={fp32}", "--config", str(other)]) == 32
+    assert given("trainer.precision", ["trainer.precision=bf16-mixed"], ["--config", str(other)]) == "bf16-mixed"  # fmt: skip
+    assert given("trainer.precision", [], ["--config", str(fp32), "--trainer.precision=16-mixed"]) == "16-mixed"  # fmt: skip
+
+
 BF16_STUDY = """
     base: base.yaml
     arms: {plain: []}

@@ -42,21 +42,36 @@ def _is_uncompared(setting: str) -> bool:
     return setting.partition("=")[0].removeprefix("--") in UNCOMPARED_KEYS
 
 
-def given(key: str, settings: list[str], extra: list[str]) -> str | None:
-    """The value a cell's command line gives the dotted ``key``: the last of ``--set KEY=VALUE``
-    and, after ``--``, ``--KEY=VALUE`` or ``--KEY VALUE`` (which come later in the command);
-    None when neither sets it."""
+def _from_config(path: str, key: str) -> Any:
+    """The value a config file gives the dotted ``key`` (None: unset, or no such file)."""
+    try:
+        node: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def given(key: str, settings: list[str], extra: list[str]) -> Any:
+    """The value a cell's command line gives the dotted ``key``, the last one winning as in
+    LightningCLI: ``--set KEY=VALUE``, then after ``--`` in order ``--KEY=VALUE``, ``--KEY VALUE``
+    and the config files of ``--config FILE``; None when none of them sets it."""
     value = None
     for setting in settings:
         name, _, text = setting.partition("=")
         if name.removeprefix("--") == key:
             value = text
-    flag = f"--{key}"
     for index, arg in enumerate(extra):
-        if arg == flag and index + 1 < len(extra):
-            value = extra[index + 1]
-        elif arg.startswith(flag + "="):
-            value = arg.partition("=")[2]
+        name, equals, text = arg.partition("=")
+        if not equals:
+            text = extra[index + 1] if index + 1 < len(extra) else None
+        if text is None:
+            continue
+        if name == f"--{key}":
+            value = text
+        elif name == "--config":
+            value = found if (found := _from_config(text, key)) is not None else value
     return value
 
 
